@@ -1,0 +1,298 @@
+{{/*
+Every name, label and shared fragment of the chart comes from here, so that names never collide
+between releases sharing a namespace and selectors never overlap between components.
+
+Helpers that need a component take a dict: (dict "root" $ "component" "scheduler").
+*/}}
+
+{{/* The release name is the prefix of every object name. Checked once in validate.tpl. */}}
+{{- define "dps.fullname" -}}
+{{- .Release.Name -}}
+{{- end -}}
+
+{{/* Object names: <release>-<suffix>. */}}
+{{- define "dps.name" -}}
+{{- printf "%s-%s" .root.Release.Name .suffix -}}
+{{- end -}}
+
+{{- define "dps.schedulerName" -}}{{ include "dps.name" (dict "root" . "suffix" "scheduler") }}{{- end -}}
+{{- define "dps.jupyterName" -}}{{ include "dps.name" (dict "root" . "suffix" "jupyterlab") }}{{- end -}}
+{{- define "dps.pilotName" -}}{{ include "dps.name" (dict "root" . "suffix" "pilot") }}{{- end -}}
+{{- define "dps.claimName" -}}
+{{- if .Values.sharedVolume.existingClaim -}}
+{{- .Values.sharedVolume.existingClaim -}}
+{{- else -}}
+{{- include "dps.name" (dict "root" . "suffix" "shared") -}}
+{{- end -}}
+{{- end -}}
+{{- define "dps.secretName" -}}
+{{- if .Values.secrets.existingSecret -}}
+{{- .Values.secrets.existingSecret -}}
+{{- else -}}
+{{- include "dps.name" (dict "root" . "suffix" "secret") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "dps.interactive" -}}
+{{- if eq .Values.job.mode "interactive" -}}true{{- end -}}
+{{- end -}}
+
+{{/* Labels that select one component of one release; never shared by two components. */}}
+{{- define "dps.selectorLabels" -}}
+app.kubernetes.io/name: dask-panda-session
+app.kubernetes.io/instance: {{ .root.Release.Name | quote }}
+app.kubernetes.io/component: {{ .component | quote }}
+{{- end -}}
+
+{{/* The full label set of every object: the recommended Helm labels plus the PanDA identity. */}}
+{{- define "dps.labels" -}}
+{{ include "dps.selectorLabels" . }}
+app.kubernetes.io/part-of: panda
+app.kubernetes.io/managed-by: {{ .root.Release.Service | quote }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | quote }}
+dask-panda-session/pandaid: {{ .root.Values.job.pandaId | toString | quote }}
+dask-panda-session/mode: {{ .root.Values.job.mode | quote }}
+dask-panda-session/queue: {{ .root.Values.queue.name | quote }}
+{{- with .root.Values.job.harvesterWorkerId }}
+dask-panda-session/worker-id: {{ . | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Addresses every component and the orchestrator agree on. */}}
+{{- define "dps.schedulerHost" -}}
+{{- printf "%s.%s.svc.%s" (include "dps.schedulerName" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+{{- define "dps.schedulerAddress" -}}
+{{- printf "tcp://%s:%d" (include "dps.schedulerHost" .) (int .Values.scheduler.port) -}}
+{{- end -}}
+{{- define "dps.dashboardUrl" -}}
+{{- printf "http://%s:%d/status" (include "dps.schedulerHost" .) (int .Values.scheduler.dashboardPort) -}}
+{{- end -}}
+{{/* The JupyterLab URL as known at render time: Ingress host, static LoadBalancer IP, or Service DNS. */}}
+{{- define "dps.jupyterUrl" -}}
+{{- $j := .Values.jupyterlab -}}
+{{- if $j.ingress.enabled -}}
+{{- printf "%s://%s%s" (ternary "https" "http" (ne $j.ingress.tlsSecretName "")) $j.ingress.host $j.ingress.path -}}
+{{- else if and (eq $j.service.type "LoadBalancer") $j.service.loadBalancerIP -}}
+{{- printf "http://%s:%d/" $j.service.loadBalancerIP (int $j.service.port) -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc.%s:%d/" (include "dps.jupyterName" .) .Release.Namespace .Values.clusterDomain (int $j.service.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* image reference: repository[:tag][@digest]; an empty tag means the chart's appVersion. */}}
+{{- define "dps.image" -}}
+{{- $tag := .image.tag | default .root.Chart.AppVersion -}}
+{{- if .image.digest -}}
+{{- printf "%s:%s@%s" .image.repository $tag .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Annotations the orchestrator reads back from the pods (one LIST per namespace, no helm call). */}}
+{{- define "dps.sessionAnnotations" -}}
+dask-panda-session/scheduler-address: {{ include "dps.schedulerAddress" . | quote }}
+dask-panda-session/dashboard-url: {{ include "dps.dashboardUrl" . | quote }}
+{{- if include "dps.interactive" . }}
+dask-panda-session/jupyter-url: {{ include "dps.jupyterUrl" . | quote }}
+{{- end }}
+dask-panda-session/workers-wanted: {{ .Values.workers.replicas | int | toString | quote }}
+dask-panda-session/startup-seconds: {{ .Values.timeouts.startupSeconds | int | toString | quote }}
+dask-panda-session/lease-seconds: {{ .Values.timeouts.leaseSeconds | int | toString | quote }}
+dask-panda-session/lifetime-seconds: {{ .Values.timeouts.lifetimeSeconds | int | toString | quote }}
+{{- end -}}
+
+{{/* Pod metadata of a session pod: labels + per-component and common extras. */}}
+{{- define "dps.podMetadata" -}}
+{{- $root := .root -}}
+labels:
+  {{- include "dps.labels" . | nindent 2 }}
+  {{- with $root.Values.commonPodLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+  {{- with .extraLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+annotations:
+  {{- include "dps.sessionAnnotations" $root | nindent 2 }}
+  {{- with $root.Values.commonPodAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+  {{- with .extraAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{/* The restricted Pod Security Standard, pod level. */}}
+{{- define "dps.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurityContext.runAsUser }}
+runAsGroup: {{ .Values.podSecurityContext.runAsGroup }}
+fsGroup: {{ .Values.podSecurityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The restricted Pod Security Standard, container level. */}}
+{{- define "dps.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+privileged: false
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Scheduling knobs of one component. */}}
+{{- define "dps.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "dps.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . | quote }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The job's own directory on the shared volume, relative to the volume root. */}}
+{{- define "dps.jobSubPath" -}}
+{{- if .Values.sharedVolume.jobsDirectory -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.sharedVolume.jobsDirectory) (toString .Values.job.pandaId) -}}
+{{- else -}}
+{{- toString .Values.job.pandaId -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Volume and mount of the job's directory: every component sees only its own job. */}}
+{{- define "dps.sharedVolume" -}}
+- name: shared
+  persistentVolumeClaim:
+    claimName: {{ include "dps.claimName" . | quote }}
+{{- end -}}
+{{- define "dps.sharedMount" -}}
+- name: shared
+  mountPath: {{ .Values.sharedVolume.mountPath | quote }}
+  subPath: {{ include "dps.jobSubPath" . | quote }}
+{{- end -}}
+
+{{/* Env every session container gets: the scheduler address and the job's identity. */}}
+{{- define "dps.commonEnv" -}}
+- name: DASK_SCHEDULER_ADDRESS
+  value: {{ include "dps.schedulerAddress" . | quote }}
+- name: DASK_SHARED_FILESYSTEM_PATH
+  value: {{ .Values.sharedVolume.mountPath | quote }}
+- name: PANDA_ID
+  value: {{ .Values.job.pandaId | toString | quote }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- end -}}
+
+{{/*
+Start gate: an init container that blocks until the scheduler accepts TCP connections, so the
+workers, the pilot and JupyterLab start after the scheduler (the seed's order), without racing it.
+*/}}
+{{- define "dps.schedulerGate" -}}
+- name: wait-for-scheduler
+  image: {{ include "dps.image" (dict "root" . "image" .Values.images.dask) | quote }}
+  imagePullPolicy: {{ .Values.images.dask.pullPolicy }}
+  command: ["python", "-c"]
+  args:
+    - |
+      import os, socket, sys, time
+      host, port = os.environ["GATE_HOST"], int(os.environ["GATE_PORT"])
+      deadline = time.monotonic() + float(os.environ["GATE_TIMEOUT_SECONDS"])
+      while True:
+          try:
+              socket.create_connection((host, port), timeout=3).close()
+              print(f"scheduler {host}:{port} accepts connections", flush=True)
+              break
+          except OSError as err:
+              if time.monotonic() > deadline:
+                  sys.exit(f"gave up waiting for the scheduler {host}:{port}: {err}")
+              time.sleep(1)
+  env:
+    - name: GATE_HOST
+      value: {{ include "dps.schedulerHost" . | quote }}
+    - name: GATE_PORT
+      value: {{ .Values.scheduler.port | int | toString | quote }}
+    - name: GATE_TIMEOUT_SECONDS
+      value: {{ .Values.timeouts.gateSeconds | int | toString | quote }}
+  resources:
+    {{- toYaml .Values.hooks.resources | nindent 4 }}
+  securityContext:
+    {{- include "dps.containerSecurityContext" . | nindent 4 }}
+{{- end -}}
+
+{{/* The pilot also waits for its job definition, placed by the pre-install hook. */}}
+{{- define "dps.jobDefinitionGate" -}}
+- name: wait-for-job-definition
+  image: {{ include "dps.image" (dict "root" . "image" .Values.images.dask) | quote }}
+  imagePullPolicy: {{ .Values.images.dask.pullPolicy }}
+  command: ["python", "-c"]
+  args:
+    - |
+      import os, sys, time
+      path = os.path.join(os.environ["PILOT_WORKDIR"], "pandaJobData.out")
+      deadline = time.monotonic() + float(os.environ["GATE_TIMEOUT_SECONDS"])
+      while not os.path.isfile(path):
+          if time.monotonic() > deadline:
+              sys.exit(f"gave up waiting for the job definition {path}")
+          time.sleep(1)
+      print(f"job definition {path} is in place", flush=True)
+  env:
+    - name: PILOT_WORKDIR
+      value: {{ .Values.sharedVolume.mountPath | quote }}
+    - name: GATE_TIMEOUT_SECONDS
+      value: {{ .Values.timeouts.gateSeconds | int | toString | quote }}
+  volumeMounts:
+    {{- include "dps.sharedMount" . | nindent 4 }}
+  resources:
+    {{- toYaml .Values.hooks.resources | nindent 4 }}
+  securityContext:
+    {{- include "dps.containerSecurityContext" . | nindent 4 }}
+{{- end -}}
+
+{{/* The pandaJobData.out content: {PandaID: definition}, secrets dropped; addresses only in interactive mode. */}}
+{{- define "dps.jobDefinition" -}}
+{{- $def := omit (.Values.job.definition | default dict) "secrets" -}}
+{{- if include "dps.interactive" . -}}
+{{- $_ := set $def "scheduler_ip" (include "dps.schedulerAddress" .) -}}
+{{- $_ := set $def "session_ip" (include "dps.jupyterUrl" .) -}}
+{{- end -}}
+{{- dict (toString .Values.job.pandaId) $def | toJson -}}
+{{- end -}}
+
+{{/* Peers of this release only: pods with its instance label and one of the given components. */}}
+{{- define "dps.releasePeers" -}}
+- podSelector:
+    matchExpressions:
+      - key: app.kubernetes.io/instance
+        operator: In
+        values: [{{ .root.Release.Name | quote }}]
+      - key: app.kubernetes.io/component
+        operator: In
+        values: {{ toJson .components }}
+{{- end -}}
