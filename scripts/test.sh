@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The project's test command. On a fresh machine it installs everything first (bootstrap: .venv,
+# helm 4 + helm 3 + kubectl, the smoke tier's pinned dask set; the local Kubernetes control plane
+# built from the Go module proxy), then runs the static checks and the test tiers.
+#
+#   scripts/test.sh                 every tier: unit, chart, cluster, smoke
+#   scripts/test.sh unit chart      only those tiers
+#   scripts/test.sh bench           the benchmarks (results in tests/bench/results/)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+tiers=("$@")
+[[ ${#tiers[@]} -gt 0 ]] || tiers=(unit chart cluster smoke)
+wants() { local t; for t in "${tiers[@]}"; do [[ "$t" == "$1" ]] && return 0; done; return 1; }
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "bootstrap"
+if wants smoke; then bash scripts/bootstrap.sh --smoke; else bash scripts/bootstrap.sh; fi
+
+if wants cluster || wants bench; then
+  step "local Kubernetes control plane (cached after the first build)"
+  bash scripts/test-cluster.sh build
+fi
+
+step "static checks (ruff, mypy)"
+.venv/bin/ruff check orchestrator tests
+.venv/bin/mypy
+
+marker="$(IFS=' '; set -- "${tiers[@]}"; printf '%s' "$1"; shift; for t in "$@"; do printf ' or %s' "$t"; done)"
+step "pytest -m '$marker'"
+extra=()
+[[ -z "${PYTEST_ARGS:-}" ]] || read -ra extra <<< "$PYTEST_ARGS"
+set +e
+.venv/bin/python -m pytest -m "$marker" -p no:cacheprovider "${extra[@]}"
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then
+  echo "pytest collected no test for '$marker': that is a failure, not a pass" >&2
+  exit 1
+fi
+exit $rc
