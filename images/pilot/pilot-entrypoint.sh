@@ -1,0 +1,37 @@
+#!/bin/sh
+# Start PanDA pilot 3 in pod mode from the pilot env contract (PILOT_* variables).
+#
+# Why a script: the pilot takes its settings as arguments, while Harvester and the chart speak
+# env vars; this is the one place that maps one onto the other. Arguments given to the container
+# (e.g. `-d` for debug logging) are appended to the pilot's command line.
+set -eu
+
+: "${PILOT_WORKFLOW:?PILOT_WORKFLOW is not set}"
+: "${PILOT_JOB_LABEL:?PILOT_JOB_LABEL is not set}"
+: "${PILOT_QUEUE:?PILOT_QUEUE is not set}"
+: "${PILOT_WORKDIR:?PILOT_WORKDIR is not set}"
+: "${PILOT_USER:?PILOT_USER is not set}"
+: "${PILOT_PANDA_SERVER:?PILOT_PANDA_SERVER is not set}"
+: "${PILOT_LIFETIME:?PILOT_LIFETIME is not set}"
+: "${PILOT_LEASETIME:?PILOT_LEASETIME is not set}"
+: "${PANDA_PILOT_SCRIPT:=/opt/pilot3/pilot.py}"
+
+# The pilot looks for pandaJobData.out in its start directory and in --workdir.
+mkdir -p "$PILOT_WORKDIR"
+cd "$PILOT_WORKDIR"
+
+printf 'pilot-entrypoint: workflow=%s queue=%s label=%s workdir=%s server=%s\n' \
+  "$PILOT_WORKFLOW" "$PILOT_QUEUE" "$PILOT_JOB_LABEL" "$PILOT_WORKDIR" "$PILOT_PANDA_SERVER"
+
+exec python3 "$PANDA_PILOT_SCRIPT" \
+  --pod \
+  --noproxyverification \
+  -w "$PILOT_WORKFLOW" \
+  -j "$PILOT_JOB_LABEL" \
+  -q "$PILOT_QUEUE" \
+  --workdir "$PILOT_WORKDIR" \
+  --pilot-user "$PILOT_USER" \
+  --url "$PILOT_PANDA_SERVER" \
+  --lifetime "$PILOT_LIFETIME" \
+  --leasetime "$PILOT_LEASETIME" \
+  "$@"
