@@ -20,6 +20,10 @@
 #   DPS_CLUSTER_STATE  state directory (default /tmp/dask-panda-session-cluster)
 #   DPS_TOOLS_BIN      where kubectl lives (default <repo>/.tools/bin)
 #   DPS_NODES          number of kwok nodes (default 2)
+
+# Functions run through run_logged/wait_for are invoked indirectly, and the
+# single-quoted bash -c / printf bodies are expanded later on purpose.
+# shellcheck disable=SC2329,SC2016
 set -euo pipefail
 
 # --- pinned versions -------------------------------------------------------
@@ -85,7 +89,7 @@ etcd_ok() { [[ -x $BIN/etcd ]] && "$BIN/etcd" --version 2>/dev/null | grep -qx "
 kwok_ok() { [[ -x $BIN/$1 ]] && "$BIN/$1" --version 2>/dev/null | grep -q "v$KWOK_VERSION"; }
 
 binaries_ok() {
-  kube_ok kube-apiserver && kube_ok kube-controller-manager && kube_ok kube-scheduler &&
+  stages_ok && kube_ok kube-apiserver && kube_ok kube-controller-manager && kube_ok kube-scheduler &&
     etcd_ok && kwok_ok kwok && kwok_ok kwokctl
 }
 
@@ -123,7 +127,7 @@ prepare_kube_module() {
     go mod edit -go=1.25.0 -require="k8s.io/kubernetes@v$KUBE_VERSION"
     gomod=$(go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
     [[ -f $gomod ]] || { echo "no GoMod for k8s.io/kubernetes@v$KUBE_VERSION" >&2; exit 1; }
-    for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod"); do
+    awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | while read -r m; do
       go mod edit -replace="$m=$m@v0.${KUBE_VERSION#*.}"
     done
     go mod tidy
@@ -173,7 +177,36 @@ build_kwok() {
   run_logged "kwok + kwokctl" env GOFLAGS=-buildvcs=false GOBIN="$BIN" \
     go install -p 2 -trimpath -ldflags "-s -w" \
     "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@v$KWOK_VERSION"
-  kwok_ok kwok && kwok_ok kwokctl || die "kwok/kwokctl do not report v$KWOK_VERSION"
+  if ! kwok_ok kwok || ! kwok_ok kwokctl; then die "kwok/kwokctl do not report v$KWOK_VERSION"; fi
+}
+
+# kwokctl drops all its default stages as soon as the config carries any
+# Stage, so the defaults we rely on are taken from the kwok module itself and
+# kept next to the binaries (same version key): node-initialize and
+# node-heartbeat-with-lease for the nodes; pod-ready, pod-complete (pods
+# owned by a Job succeed) and pod-delete (deleted pods go away, so namespaces
+# can be deleted) for the pods.
+readonly DEFAULT_STAGES=(
+  node/fast/node-initialize.yaml
+  node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+  pod/fast/pod-ready.yaml
+  pod/fast/pod-complete.yaml
+  pod/fast/pod-delete.yaml
+)
+
+stages_ok() {
+  local f
+  for f in "${DEFAULT_STAGES[@]}"; do [[ -s $CACHE/kwok-stages/${f##*/} ]] || return 1; done
+}
+
+copy_default_stages() {
+  stages_ok && return
+  local dir f
+  dir=$(GOFLAGS=-buildvcs=false go mod download -json "sigs.k8s.io/kwok@v$KWOK_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+  [[ -d $dir/kustomize/stage ]] || die "kwok v$KWOK_VERSION module has no kustomize/stage"
+  mkdir -p "$CACHE/kwok-stages"
+  for f in "${DEFAULT_STAGES[@]}"; do install -m 0644 "$dir/kustomize/stage/$f" "$CACHE/kwok-stages/"; done
 }
 
 cmd_build() {
@@ -189,18 +222,184 @@ cmd_build() {
   build_kube
   build_etcd
   build_kwok
+  copy_default_stages
   log "build complete in $((SECONDS - start))s"
   (cd "$BIN" && for b in kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl; do
     printf '%s: %s\n' "$b" "$("./$b" --version 2>&1 | head -n 1)"; done) >"$BIN/VERSIONS"
   (cd "$BIN" && sha256sum kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl >SHA256SUMS)
 }
 
+# --- cluster lifecycle -----------------------------------------------------
+
+readonly KWOK_CLUSTER_DIR=$KWOK_WORKDIR/clusters/$CLUSTER_NAME
+# Our own copy of the pids kwokctl recorded: `down` still has it when
+# kwokctl's directory is gone or kwokctl itself fails.
+readonly PID_RECORD=$STATE/pids
+
+kubectl_bin() {
+  [[ -x $TOOLS_BIN/kubectl ]] ||
+    die "no kubectl in $TOOLS_BIN (run scripts/bootstrap.sh, or set DPS_TOOLS_BIN)"
+  printf '%s' "$TOOLS_BIN/kubectl"
+}
+
+kc() { "$(kubectl_bin)" --kubeconfig "$KUBECONFIG_PATH" --request-timeout=10s "$@"; }
+
+# Healthy = the apiserver answers /readyz, reports the pinned version, and
+# enough nodes are Ready. Cheap enough to make `up` idempotent.
+cluster_healthy() {
+  [[ -s $KUBECONFIG_PATH ]] || return 1
+  [[ $(kc get --raw /readyz 2>/dev/null) == ok ]] || return 1
+  kc get --raw /version 2>/dev/null | grep -q "\"gitVersion\": *\"v$KUBE_VERSION\"" || return 1
+  local ready
+  ready=$(kc get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null | grep -c '^True$' || true)
+  (( ready >= NODES ))
+}
+
+render_config() {
+  local out=$STATE/kwokctl.yaml f
+  sed -e "s|@BIN@|$BIN|g" -e "s|@KUBECTL@|$(kubectl_bin)|g" \
+    -e "s|@KUBE_VERSION@|$KUBE_VERSION|g" -e "s|@ETCD_VERSION@|$ETCD_VERSION|g" \
+    -e "s|@KWOK_VERSION@|$KWOK_VERSION|g" "$CLUSTER_SRC/kwokctl.yaml.in" >"$out"
+  for f in "$CACHE"/kwok-stages/*.yaml "$CLUSTER_SRC"/stages/*.yaml; do
+    printf -- '---\n# from %s\n' "${f##*/}" >>"$out"
+    cat "$f" >>"$out"
+  done
+}
+
+record_pids() {
+  mkdir -p "$PID_RECORD"
+  cp "$KWOK_CLUSTER_DIR"/pids/*.pid "$PID_RECORD"/ 2>/dev/null || true
+}
+
+wait_for() {
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || die "timed out after ${timeout}s waiting for $what"
+    sleep 1
+  done
+}
+
+sa_exists() { kc -n default get serviceaccount default; }
+readyz_ok() { [[ $(kc get --raw /readyz) == ok ]]; }
+
+etcd_url() {
+  grep -o 'listen-client-urls=http://127\.0\.0\.1:[0-9]*' "$KWOK_CLUSTER_DIR/kwok.yaml" 2>/dev/null |
+    head -n 1 | cut -d= -f2
+}
+
+cmd_up() {
+  local start=$SECONDS
+  if cluster_healthy; then
+    log "cluster $CLUSTER_NAME already up ($KUBECONFIG_PATH)"; cmd_env; return
+  fi
+  if [[ -e $STATE ]]; then
+    log "stale state in $STATE: cleaning up first"
+    cmd_down
+  fi
+  cmd_build
+  kubectl_bin >/dev/null
+  mkdir -p "$STATE"
+  render_config
+  log "starting cluster $CLUSTER_NAME (state: $STATE, log: $STATE/up.log)"
+  if ! kwokctl --name "$CLUSTER_NAME" --config "$STATE/kwokctl.yaml" create cluster \
+      --kubeconfig "$KUBECONFIG_PATH" --wait 180s >>"$STATE/up.log" 2>&1; then
+    record_pids
+    tail -n 30 "$STATE/up.log" >&2
+    die "kwokctl create cluster failed; logs in $KWOK_CLUSTER_DIR/logs (run '$0 down' to clean up)"
+  fi
+  record_pids
+  kwokctl --name "$CLUSTER_NAME" scale node --replicas "$NODES" >>"$STATE/up.log" 2>&1 ||
+    die "kwokctl scale node failed (see $STATE/up.log)"
+  wait_for "/readyz" 60 readyz_ok
+  kc get --raw /version | grep -q "\"gitVersion\": *\"v$KUBE_VERSION\"" ||
+    die "/version does not report v$KUBE_VERSION"
+  # The ServiceAccount is made by kube-controller-manager: proves it runs.
+  wait_for "ServiceAccount default/default" 90 sa_exists
+  kc wait --for=condition=Ready node --all --timeout=90s >>"$STATE/up.log" 2>&1 ||
+    die "nodes not Ready (see $STATE/up.log)"
+  cluster_healthy || die "cluster not healthy after start"
+  log "cluster $CLUSTER_NAME up in $((SECONDS - start))s"
+  cmd_env
+}
+
+# Kill one recorded pid, but only if it is still one of our binaries (a pid
+# may have been reused by an unrelated process since it was recorded).
+kill_recorded_pid() {
+  local pid=$1 exe
+  [[ $pid =~ ^[0-9]+$ ]] || return 0
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 0
+  [[ $exe == "$BIN"/* ]] || return 0
+  log "killing leftover pid $pid ($exe)"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 20); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.5
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+recorded_pids() {
+  # pid files carry no trailing newline; awk 1 adds one per file
+  awk 1 "$PID_RECORD"/*.pid "$KWOK_CLUSTER_DIR"/pids/*.pid 2>/dev/null | sort -u
+}
+
+cmd_down() {
+  local start=$SECONDS pids pid out alive=()
+  pids=$(recorded_pids)
+  if [[ -x $BIN/kwokctl && -d $KWOK_CLUSTER_DIR ]]; then
+    if ! out=$(timeout 120 kwokctl --name "$CLUSTER_NAME" delete cluster 2>&1); then
+      printf '%s\n' "$out" | tail -n 20 >&2
+      log "kwokctl delete cluster failed; falling back to the recorded pids"
+    fi
+  fi
+  for pid in $pids; do kill_recorded_pid "$pid"; done
+  for pid in $pids; do
+    if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$BIN"/* ]]; then alive+=("$pid"); fi
+  done
+  (( ${#alive[@]} == 0 )) || die "processes still running: ${alive[*]}"
+  rm -rf "$STATE"
+  log "cluster $CLUSTER_NAME down in $((SECONDS - start))s (no recorded process left)"
+}
+
+cmd_status() {
+  if cluster_healthy; then
+    local server
+    server=$(kc get --raw /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')
+    echo "status: up"
+    echo "kubeconfig: $KUBECONFIG_PATH"
+    echo "kubectl: $(kubectl_bin)"
+    echo "kube-apiserver: $server"
+    echo "etcd: $("$BIN/etcd" --version | sed -n 's/^etcd Version: //p') ($(etcd_url))"
+    echo "kwok: v$KWOK_VERSION"
+    echo "nodes: $(kc get nodes -o name | tr '\n' ' ')"
+    echo "pids: $(recorded_pids | tr '\n' ' ')"
+  else
+    echo "status: down"
+    [[ -e $STATE ]] && echo "state dir present but cluster not healthy: $STATE"
+    if binaries_ok; then echo "binaries: cached in $BIN"; else echo "binaries: not built ($0 build)"; fi
+    return 1
+  fi
+}
+
+cmd_env() {
+  printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_PATH"
+  printf 'export PATH=%q:%q:"$PATH"\n' "$TOOLS_BIN" "$BIN"
+}
+
+# The header comment of this file is the usage text.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; }
+
 main() {
   local cmd=${1:-}
   case $cmd in
     build) cmd_build ;;
-    *) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    *) usage; exit 2 ;;
   esac
 }
 
-main "$@"
+main "$@"; exit $?  # one line: a build may run while this file is edited
