@@ -26,19 +26,21 @@ Rules of :func:`derive_session`, in the order they are applied (the first that m
 4. Interactive: the jupyterlab pod Succeeded (user shut the server down, idle culling) ->
    ``finished``.
 5. Any session pod Failed with reason ``DeadlineExceeded`` -> ``failed``/``DeadlineExceeded``.
-6. The scheduler (or, interactive, jupyterlab) pod Failed or exited (bare pods: it will not come
-   back), or -- once the session was established (rule 9) -- its container restarted at least
+6. The scheduler (or, interactive, jupyterlab) pod Failed (a bare pod: it will not come back),
+   or -- once the session was established (rule 9) -- its container restarted at least
    ``MAX_RESTARTS`` times and is down again -> ``failed`` with ``SchedulerFailed`` /
-   ``JupyterLabFailed``, or ``OOMKilled`` if the last termination says so.
+   ``JupyterLabFailed``, or ``OOMKilled`` if the last termination says so. A scheduler that
+   exited 0 (its idle timeout) is not a failure by itself: the pilot (batch) or the user
+   (interactive) decides; rule 9 reports it as ``SchedulerExited``.
 7. A session pod has a ``deletionTimestamp``, or the pre-delete cleanup hook pod exists ->
    ``cancelled``/``Deleting``. Failures that happen *because* of a deletion (containers killed
    after the delete was requested) do not count for rules 3-6; failures from before it do.
 8. Pods remain but the release is not known -> ``cancelled``/``ReleaseMissing`` (orphans).
 9. Established -> ``running``: batch once the pilot container started (its init container gated
    it on the scheduler), interactive once jupyterlab is Ready (or has restarted: it was up
-   before). Reason None when the scheduler (and jupyterlab) are Ready, else ``SchedulerNotReady``
-   / ``JupyterLabNotReady``. Fewer Ready workers than wanted stays ``running``: the counts and
-   the message say so.
+   before). Reason None when the scheduler (and jupyterlab) are Ready, else ``SchedulerExited``
+   (idle timeout), ``SchedulerNotReady`` or ``JupyterLabNotReady``. Fewer Ready workers than
+   wanted stays ``running``: the counts and the message say so.
 10. Otherwise ``starting``. Problems found on the pods, most important component first:
     waiting reasons ImagePullBackOff, ErrImagePull, InvalidImageName, CreateContainerConfigError,
     CreateContainerError, CrashLoopBackOff (``OOMKilled`` if the crashing container was
@@ -146,6 +148,7 @@ class Reason(StrEnum):
     SCHEDULER_FAILED = "SchedulerFailed"
     JUPYTERLAB_FAILED = "JupyterLabFailed"
     SCHEDULER_NOT_READY = "SchedulerNotReady"
+    SCHEDULER_EXITED = "SchedulerExited"
     JUPYTERLAB_NOT_READY = "JupyterLabNotReady"
     HOOK_FAILED = "HookFailed"
     IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
@@ -504,7 +507,7 @@ def _core_failure(pod: Pod, component: str, established: bool) -> _Outcome | Non
     status = _main(pod, component)
     current, last = _terminated(status), _terminated(status, last=True)
     pod_phase = _phase(pod)
-    if pod_phase in ("Failed", "Succeeded"):
+    if pod_phase == "Failed":
         when = _failure_time(pod, status)
         if not _failure_counts(pod, when):
             return None
@@ -776,7 +779,10 @@ def derive_session(
     if established:
         parts = []
         reason: str | None = None
-        if scheduler is None or not _is_ready(scheduler):
+        if scheduler is not None and _phase(scheduler) == "Succeeded":
+            reason = Reason.SCHEDULER_EXITED
+            parts.append("the scheduler exited with code 0 (idle timeout)")
+        elif scheduler is None or not _is_ready(scheduler):
             reason = Reason.SCHEDULER_NOT_READY
             parts.append("the scheduler is not Ready")
         elif interactive and (jupyterlab is None or not _is_ready(jupyterlab)):

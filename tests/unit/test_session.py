@@ -414,12 +414,10 @@ def test_any_session_pod_deadline_exceeded(component: str) -> None:
         (terminated(137, "OOMKilled"), None, Reason.OOM_KILLED),
         (terminated(1), None, Reason.SCHEDULER_FAILED),
         ({}, "Evicted", Reason.SCHEDULER_FAILED),
-        (terminated(0), None, Reason.SCHEDULER_FAILED),  # exited on idle timeout: gone all the same
     ],
 )
 def test_scheduler_pod_gone(state: dict[str, Any], pod_reason: str | None, reason: str) -> None:
-    phase = "Succeeded" if state.get("terminated", {}).get("exitCode") == 0 else "Failed"
-    scheduler = pod("scheduler", phase=phase, state=state, reason=pod_reason)
+    scheduler = pod("scheduler", phase="Failed", state=state, reason=pod_reason)
     result = derive(replace(batch(), "scheduler", scheduler))
     assert (result.phase, result.reason) == (Phase.FAILED, reason)
     assert "scheduler" in result.message
@@ -448,6 +446,34 @@ def test_established_scheduler_restarted_fewer_times_is_running_not_ready() -> N
     )
     state = derive(replace(batch(), "scheduler", scheduler), now=200)
     assert (state.phase, state.reason) == (Phase.RUNNING, Reason.SCHEDULER_NOT_READY)
+
+
+@pytest.mark.parametrize("mode", ["batch", "interactive"])
+def test_scheduler_idle_exit_is_reported_not_fatal(mode: str) -> None:
+    pods = batch() if mode == "batch" else interactive()
+    scheduler = pod("scheduler", mode=mode, phase="Succeeded", state=terminated(0, finished=1000))
+    state = derive(replace(pods, "scheduler", scheduler), now=1100)
+    assert (state.phase, state.reason) == (Phase.RUNNING, Reason.SCHEDULER_EXITED)
+    assert "idle timeout" in state.message
+
+
+def test_scheduler_idle_exit_then_pilot_finishes() -> None:
+    scheduler = pod("scheduler", phase="Succeeded", state=terminated(0, finished=1000))
+    pods = replace(batch(terminated(0, finished=1200), pilot_phase="Succeeded"), "scheduler", scheduler)
+    assert derive(pods, now=1300).phase == Phase.FINISHED
+
+
+def test_established_jupyterlab_crashing_after_restarts() -> None:
+    jl = pod(
+        "jupyterlab",
+        mode="interactive",
+        ready=False,
+        restarts=MAX_RESTARTS,
+        state=waiting("CrashLoopBackOff"),
+        last_state=terminated(1),
+    )
+    state = derive(replace(interactive(), "jupyterlab", jl), now=200)
+    assert (state.phase, state.reason) == (Phase.FAILED, Reason.JUPYTERLAB_FAILED)
 
 
 def test_jupyterlab_pod_failed() -> None:
