@@ -58,7 +58,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
@@ -134,6 +134,10 @@ class JobError(InputError):
 
     def __repr__(self) -> str:
         return f"JobError(field={self.field!r}, reason={self.reason!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickling (a process pool) must rebuild it from both arguments, not the message
+        return (type(self), (self.field, self.reason))
 
 
 class SecretStr:
@@ -243,6 +247,17 @@ class PandaJob:
         default_factory=lambda: MappingProxyType({}), repr=False, hash=False
     )
 
+    def __post_init__(self) -> None:
+        # a PandaJob built directly (not by parse_job) still gets a private, read-only definition
+        if not isinstance(self.definition, MappingProxyType):
+            object.__setattr__(self, "definition", MappingProxyType(copy.deepcopy(dict(self.definition))))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a mappingproxy cannot be pickled or deep-copied: travel as a plain dict, re-frozen on load
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        values["definition"] = dict(self.definition)
+        return (_restore_job, (values,))
+
     @property
     def release(self) -> str:
         """The deterministic Helm release name of this job (see :func:`release_name`)."""
@@ -255,6 +270,10 @@ class PandaJob:
     def job_data(self) -> dict[str, dict[str, Any]]:
         """A fresh ``pandaJobData.out`` dict ``{"<PandaID>": definition}`` the caller may modify."""
         return {str(self.pandaid): copy.deepcopy(dict(self.definition))}
+
+
+def _restore_job(values: dict[str, Any]) -> PandaJob:
+    return PandaJob(**values)
 
 
 # --------------------------------------------------------------------------------------------

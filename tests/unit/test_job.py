@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import io
 import json
+import pickle
 import re
 from pathlib import Path
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -213,6 +214,28 @@ def test_definition_is_a_copy_without_secrets_and_caller_is_untouched() -> None:
 def test_definition_must_be_json() -> None:
     assert error_of(job(weird=object())).field == "jobParams"
     assert error_of(job(weird=float("nan"))).field == "jobParams"
+
+
+def test_job_survives_pickle_and_deepcopy() -> None:
+    parsed = parse_job(interactive(extra={"nested": [1]}))
+    for clone in (pickle.loads(pickle.dumps(parsed)), copy.deepcopy(parsed), copy.copy(parsed)):  # noqa: S301
+        assert clone == parsed
+        assert clone.password is not None
+        assert clone.password.get() == PASSWORD
+        assert isinstance(clone.definition, MappingProxyType)
+    err = error_of({"PandaID": "12a"})
+    again = pickle.loads(pickle.dumps(err))  # noqa: S301 - our own bytes
+    assert (again.field, again.reason, str(again)) == (err.field, err.reason, str(err))
+
+
+def test_directly_built_job_gets_a_frozen_copy_of_its_definition() -> None:
+    definition: dict[str, Any] = {"PandaID": 5, "jobPars": ["a"]}
+    built = PandaJob(
+        pandaid=5, mode=Mode.BATCH, workers=1, mode_source="x", workers_source="y", definition=definition
+    )
+    definition["jobPars"].append("b")
+    assert built.definition["jobPars"] == ["a"]
+    assert isinstance(built.definition, MappingProxyType)
 
 
 def test_job_is_immutable_and_hashable() -> None:
