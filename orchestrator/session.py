@@ -516,6 +516,9 @@ def _core_failure(pod: Pod, component: str, established: bool) -> _Outcome | Non
         detail = (
             _describe(ending) if ending is not None else f"failed ({_pod_reason(pod) or 'no reason given'})"
         )
+        pod_reason = _pod_reason(pod)
+        if ending is not None and pod_reason is not None:
+            detail += f" (pod reason {pod_reason})"
         message = f"{component} pod {_name(pod)} {detail}"
         return _Outcome(Phase.FAILED, Reason.OOM_KILLED if oom else failed_reason, message, when)
     restarts = _int(_get(status, "restartCount")) or 0

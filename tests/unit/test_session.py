@@ -414,6 +414,7 @@ def test_any_session_pod_deadline_exceeded(component: str) -> None:
         (terminated(137, "OOMKilled"), None, Reason.OOM_KILLED),
         (terminated(1), None, Reason.SCHEDULER_FAILED),
         ({}, "Evicted", Reason.SCHEDULER_FAILED),
+        (terminated(137), "Evicted", Reason.SCHEDULER_FAILED),
     ],
 )
 def test_scheduler_pod_gone(state: dict[str, Any], pod_reason: str | None, reason: str) -> None:
@@ -421,6 +422,8 @@ def test_scheduler_pod_gone(state: dict[str, Any], pod_reason: str | None, reaso
     result = derive(replace(batch(), "scheduler", scheduler))
     assert (result.phase, result.reason) == (Phase.FAILED, reason)
     assert "scheduler" in result.message
+    if pod_reason is not None:
+        assert pod_reason in result.message
 
 
 @pytest.mark.parametrize(
