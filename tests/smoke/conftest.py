@@ -1,0 +1,97 @@
+"""Fixtures of the smoke tier: the pinned venv, the helm binary and rendered releases to run.
+
+The smoke tier fails (never skips) when its environment is missing: CI must prove it ran.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHART, ROOT, VALUES_DIR, tool
+from tests.smoke.kubelet import Kubelet, free_ports, helm_template
+
+SMOKE_VENV = ROOT / ".venv-smoke"
+QUEUE_VALUES = VALUES_DIR / "GOOGLE_DASK.yaml"
+NAMESPACE = "smoke"
+
+
+@pytest.fixture(scope="session")
+def smoke_venv() -> Path:
+    """.venv-smoke (scripts/bootstrap.sh --smoke) holds the images' pinned versions."""
+    if not (SMOKE_VENV / "bin" / "dask").exists() or not (SMOKE_VENV / "bin" / "jupyter-lab").exists():
+        pytest.fail(f"{SMOKE_VENV} is missing or incomplete: run scripts/bootstrap.sh --smoke")
+    return SMOKE_VENV
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Free ports, given to the chart as values (never patched into rendered commands)."""
+
+    scheduler: int
+    dashboard: int
+    jupyterlab: int
+
+    def values(self) -> dict[str, str]:
+        return {
+            "scheduler.port": str(self.scheduler),
+            "scheduler.dashboardPort": str(self.dashboard),
+            "jupyterlab.port": str(self.jupyterlab),
+            # every worker on this one host: let each pick its own dashboard port
+            "workers.dashboardPort": "0",
+        }
+
+
+def new_ports() -> Ports:
+    scheduler, dashboard, jupyterlab = free_ports(3)
+    return Ports(scheduler, dashboard, jupyterlab)
+
+
+def new_panda_id() -> str:
+    return str(6_000_000_000 + secrets.randbelow(999_999_999))
+
+
+def render(
+    release: str,
+    panda_id: str,
+    ports: Ports,
+    extra: Mapping[str, str] | None = None,
+    helm: str = "helm",
+) -> list[dict[str, object]]:
+    """The chart rendered for the queue GOOGLE_DASK, plus the given values only."""
+    values = {**ports.values(), **(extra or {})}
+    return helm_template(
+        tool(helm),
+        CHART,
+        release,
+        NAMESPACE,
+        values_files=[QUEUE_VALUES],
+        set_values=values,
+        set_strings={"job.pandaId": panda_id},
+    )
+
+
+@pytest.fixture
+def kubelet_factory(
+    tmp_path_factory: pytest.TempPathFactory, smoke_venv: Path
+) -> Iterator[list[Kubelet]]:
+    """Collects the kubelets a test makes and stops all their processes afterwards."""
+    made: list[Kubelet] = []
+    yield made
+    for kubelet in made:
+        kubelet.shutdown()
+
+
+def make_kubelet(
+    tmp_path_factory: pytest.TempPathFactory,
+    venv: Path,
+    documents: list[dict[str, object]],
+    secrets_data: Mapping[str, Mapping[str, str]] | None = None,
+) -> Kubelet:
+    workdir = tmp_path_factory.mktemp("kubelet")
+    workdir.chmod(0o755)
+    return Kubelet(documents, NAMESPACE, workdir, venv, secrets=secrets_data)
