@@ -1,0 +1,307 @@
+"""PandaJob + a queue's values file -> the release's values and, separately, its Secret data.
+
+The second step of the data path. Three layers are merged, later wins: the chart's `values.yaml`,
+the queue's file (`values/<QUEUE>.yaml`, plus any extra `-f` files), and the per-job values made
+here. String values of the queue files may be jinja2 templates of job fields (`{{ job.pandaid }}`,
+`{{ job.user }}`, ...); an undefined name is an error, and the templates run sandboxed because a
+queue file is configuration, not code. The merged values are checked against the chart's
+`values.schema.json` before anything touches the cluster, so a bad values file fails here with one
+message naming the field.
+
+Secrets never enter the values: the JupyterLab password goes into `SecretData`, which the service
+writes to a Kubernetes Secret that the values only name (`secrets.existingSecret`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import jsonschema
+import yaml
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from orchestrator.errors import InputError
+from orchestrator.job import Mode, PandaJob, QueueLimits, SecretStr
+
+__all__ = [
+    "CHART_DIR",
+    "PASSWORD_KEY",
+    "VALUES_DIR",
+    "QueueConfig",
+    "RenderedValues",
+    "SecretData",
+    "ValuesError",
+    "load_queue",
+    "render_values",
+    "secret_name",
+]
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+CHART_DIR: Final = ROOT / "charts" / "dask-panda-session"
+VALUES_DIR: Final = ROOT / "values"
+PASSWORD_KEY: Final = "jupyter-password"  # noqa: S105 - the key's name in the Secret, not a password
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class ValuesError(InputError):
+    """A values file or the merged values are wrong; the message names the file or the field."""
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """One PanDA queue's configuration: its merged values files and the limits they imply."""
+
+    name: str
+    files: tuple[Path, ...]
+    values: Mapping[str, Any] = field(repr=False)
+    limits: QueueLimits
+
+
+class SecretData:
+    """The data of the per-job Secret. Its repr and str never show a value."""
+
+    def __init__(self, data: Mapping[str, SecretStr]) -> None:
+        self._data = dict(data)
+
+    def __repr__(self) -> str:
+        return f"SecretData(keys={sorted(self._data)})"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+    def keys(self) -> list[str]:
+        return sorted(self._data)
+
+    def reveal(self) -> dict[str, str]:
+        """The plain values, for the one call that writes the Secret; never log the result."""
+        return {k: v.get() for k, v in self._data.items()}
+
+    def values_to_scrub(self) -> list[str]:
+        return [v.get() for v in self._data.values()]
+
+
+@dataclass(frozen=True)
+class RenderedValues:
+    """What one job becomes: the release, its values (no secret inside) and its Secret's data."""
+
+    release: str
+    namespace: str
+    values: Mapping[str, Any] = field(repr=False)
+    secret_name: str | None
+    secret: SecretData
+    adjustments: tuple[str, ...] = ()
+
+
+def secret_name(release: str) -> str:
+    """The per-job Secret's name; derived, so a sweep finds it without any stored state."""
+    return f"{release}-secret"
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Helm's merge: maps merge key by key, anything else (lists included) is replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValuesError(f"values file {path}: cannot be read: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ValuesError(
+            f"values file {path}: not valid YAML{where}: {getattr(err, 'problem', err)}"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValuesError(f"values file {path}: must hold a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+@cache
+def chart_defaults() -> dict[str, Any]:
+    return _read_yaml(CHART_DIR / "values.yaml")
+
+
+@cache
+def _schema_validator() -> jsonschema.Draft7Validator:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft7Validator(schema)
+
+
+def _queue_file(queue: str | Path, values_dir: Path) -> Path:
+    """A queue by name (values/<NAME>.yaml) or by path to a values file."""
+    text = str(queue)
+    if _QUEUE_NAME.match(text) and not text.endswith((".yaml", ".yml")):
+        path = values_dir / f"{text}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in values_dir.glob("*.yaml"))
+            raise ValuesError(
+                f"queue {text!r}: no values file {path.name} under values/ (known: {', '.join(known)})"
+            )
+        return path
+    path = Path(text)
+    if not path.is_file():
+        raise ValuesError(f"queue values file {text}: no such file")
+    return path
+
+
+def _int_value(values: Mapping[str, Any], dotted: str) -> int:
+    node: Any = values
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, Mapping) else None
+    if isinstance(node, bool) or not isinstance(node, int):
+        raise ValuesError(f"{dotted}: must be an integer, got {node!r}")
+    return node
+
+
+def load_queue(
+    queue: str | Path, extra_files: Sequence[str | Path] = (), *, values_dir: Path = VALUES_DIR
+) -> QueueConfig:
+    """Read a queue's values (by name or path) plus extra files, and derive its worker limits."""
+    first = _queue_file(queue, values_dir)
+    files = (first, *(Path(f) for f in extra_files))
+    merged: dict[str, Any] = {}
+    for path in files:
+        merged = deep_merge(merged, _read_yaml(path))
+    effective = deep_merge(chart_defaults(), merged)
+    name = str(effective.get("queue", {}).get("name") or first.stem)
+    try:
+        limits = QueueLimits(
+            min_workers=_int_value(effective, "queue.minWorkers"),
+            max_workers=_int_value(effective, "queue.maxWorkers"),
+            default_workers=_int_value(effective, "workers.replicas"),
+            default_mode=Mode(str(effective.get("job", {}).get("mode", "batch"))),
+        )
+    except ValueError as err:
+        raise ValuesError(f"queue {name} ({first.name}): {err}") from None
+    return QueueConfig(name=name, files=files, values=merged, limits=limits)
+
+
+def _template_context(job: PandaJob, release: str, namespace: str, queue: str) -> dict[str, Any]:
+    return {
+        "job": {
+            "pandaid": job.pandaid,
+            "taskid": job.taskid,
+            "attempt": job.attempt,
+            "mode": str(job.mode),
+            "workers": job.workers,
+            "user": job.user,
+            "container_name": job.container_name,
+            "transformation": job.transformation,
+            "prod_source_label": job.prod_source_label,
+            "core_count": job.core_count,
+            "min_ram_count": job.min_ram_count,
+            "max_walltime": job.max_walltime,
+            "harvester_worker_id": job.harvester_worker_id,
+        },
+        "release": release,
+        "namespace": namespace,
+        "queue": queue,
+    }
+
+
+def _render_templates(node: Any, env: SandboxedEnvironment, context: Mapping[str, Any], path: str) -> Any:
+    """Render every string holding `{{`/`{%` as a jinja2 template of the job's fields."""
+    if isinstance(node, Mapping):
+        return {
+            k: _render_templates(v, env, context, f"{path}.{k}" if path else str(k)) for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_render_templates(v, env, context, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str) and ("{{" in node or "{%" in node):
+        try:
+            return env.from_string(node).render(context)
+        except TemplateError as err:
+            raise ValuesError(f"{path}: template {node!r} failed: {err}") from None
+    return node
+
+
+def _field_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties":
+        extra = re.findall(r"'([^']+)' was unexpected", error.message)
+        parts += extra[:1]
+    return ".".join(parts) or "(top level)"
+
+
+def validate_values(values: Mapping[str, Any]) -> None:
+    """Check merged values against the chart's schema; one message naming every bad field."""
+    errors = sorted(_schema_validator().iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for err in errors[:5]:
+            message = err.message
+            if len(message) > 200:
+                message = message[:200] + "..."
+            lines.append(f"{_field_path(err)}: {message}")
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise ValuesError("invalid values: " + "; ".join(lines) + more)
+
+
+def job_values(job: PandaJob, release: str) -> dict[str, Any]:
+    """The per-job layer: identity, mode, worker count, the job definition, the Secret's name."""
+    values: dict[str, Any] = {
+        "job": {
+            "pandaId": str(job.pandaid),
+            "harvesterWorkerId": "" if job.harvester_worker_id is None else str(job.harvester_worker_id),
+            "mode": str(job.mode),
+            "definition": dict(job.job_data()[str(job.pandaid)]),
+        },
+        "workers": {"replicas": job.workers},
+    }
+    if job.interactive:
+        values["secrets"] = {"existingSecret": secret_name(release), "create": False, "jupyterPassword": ""}
+    return values
+
+
+def render_values(
+    job: PandaJob,
+    queue: QueueConfig,
+    *,
+    namespace: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> RenderedValues:
+    """The release values (schema-checked) and the Secret data of one job on one queue."""
+    if not _NAMESPACE.match(namespace):
+        raise ValuesError(f"namespace {namespace!r}: must be a DNS-1123 label")
+    release = job.release
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    context = _template_context(job, release, namespace, queue.name)
+    queue_values = _render_templates(dict(queue.values), env, context, "")
+    values = deep_merge(queue_values, job_values(job, release))
+    if overrides:
+        values = deep_merge(values, overrides)
+    if job.interactive and job.password is None:
+        raise ValuesError("secrets: an interactive job needs a JupyterLab password")
+    validate_values(deep_merge(chart_defaults(), values))
+    secret = SecretData({PASSWORD_KEY: job.password} if job.interactive and job.password else {})
+    return RenderedValues(
+        release=release,
+        namespace=namespace,
+        values=values,
+        secret_name=secret_name(release) if secret else None,
+        secret=secret,
+        adjustments=job.adjustments,
+    )
