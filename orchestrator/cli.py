@@ -35,8 +35,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
+# Tables are wide: when not on a terminal (CI logs, pipes) rich would wrap them at 80 columns.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
+out = Console(soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
 
 
 class ValuesOutput(StrEnum):
@@ -172,7 +174,7 @@ def _state_row(state: SessionState) -> list[str]:
         f"{state.workers_ready}/{state.workers_wanted}",
         state.scheduler_address or "",
         state.jupyter_url or "",
-        ", ".join(f"{k}={v[11:19]}" for k, v in t.items() if v),
+        " ".join(f"{k}={v[11:19]}" for k, v in t.items() if v),
     ]
 
 

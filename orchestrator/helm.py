@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# pyhelm3 logs every failed command as a warning, including the `helm status` of a release that
+# does not exist yet (the normal first step of an idempotent submit); our errors say what matters.
+logging.getLogger("pyhelm3").setLevel(logging.ERROR)
 T = TypeVar("T")
 
 

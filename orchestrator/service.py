@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -271,7 +271,7 @@ class SessionService:
             if with_events and pods and state.reason and state.phase in (Phase.STARTING, Phase.FAILED):
                 events = self.kube.pod_events(ns, release)
                 state = derive_session(release, ns, pods, now=now, release_known=known, events=events)
-            states[release] = state
+            states[release] = apply_deadline(state, pods, now)
         return states
 
     # -- kill / sweep ----------------------------------------------------------------------------
@@ -371,34 +371,26 @@ class SessionService:
     def overdue(
         self, states: Mapping[str, SessionState], *, namespace: str | None = None, now: datetime | None = None
     ) -> dict[str, str]:
-        """Sessions the orchestrator must end now (lifetime, lease, startup), with the reason.
-
-        Reuses the pods of the last observation where possible: callers pass the states they
-        have; this makes one more LIST per namespace, never one per session.
-        """
-        ns = namespace or self.settings.namespace
-        now = now or self.clock()
-        groups = group_pods_by_release(self.kube.list_pods(ns))
-        verdicts: dict[str, str] = {}
-        for release, state in states.items():
-            if state.final:
-                continue
-            verdict = session_mod.deadline_verdict(state, groups.get(release, []), now)
-            if verdict:
-                verdicts[release] = verdict
-        return verdicts
+        """{release: reason} of observed sessions that a deadline ended (`observe` applies the
+        deadlines to the pods it listed, so this makes no API call). These must be killed."""
+        del namespace, now
+        return {r: str(s.reason) for r, s in states.items() if s.final and s.reason in DEADLINE_REASONS}
 
     def enforce_deadlines(
         self, *, namespace: str | None = None, now: datetime | None = None
     ) -> dict[str, str]:
-        """Observe the namespace and kill every session past a deadline; returns what was killed."""
+        """Observe the namespace (one LIST) and end every session past a deadline.
+
+        Returns {release: reason} of the sessions it ended. Kubernetes enforces the lifetime too
+        (activeDeadlineSeconds); this is the second line, and the only one for the interactive
+        lease and the startup timeout.
+        """
         ns = namespace or self.settings.namespace
-        states = self.observe(namespace=ns, now=now)
-        verdicts = self.overdue(states, namespace=ns, now=now)
-        for release, why in verdicts.items():
-            log.info("ending %s/%s: %s", ns, release, why)
+        ended = self.overdue(self.observe(namespace=ns, now=now))
+        for release, reason in ended.items():
+            log.info("ending %s/%s: %s", ns, release, reason)
             self.kill(release, namespace=ns)
-        return verdicts
+        return ended
 
     def gc(
         self, *, namespace: str | None = None, dry_run: bool = False, now: datetime | None = None
@@ -440,6 +432,30 @@ class SessionService:
             if value and str(value).isdigit():
                 return float(value)
         return self.settings.default_lifetime_seconds
+
+
+# What a deadline verdict does to a live session: the phase it ends in and the reason reported.
+DEADLINE_OUTCOME: dict[str, tuple[Phase, str]] = {
+    session_mod.Reason.LIFETIME_EXCEEDED: (Phase.FAILED, session_mod.Reason.DEADLINE_EXCEEDED),
+    session_mod.Reason.STARTUP_TIMEOUT: (Phase.FAILED, session_mod.Reason.STARTUP_TIMEOUT),
+    session_mod.Reason.LEASE_EXPIRED: (Phase.FINISHED, session_mod.Reason.LEASE_EXPIRED),
+}
+DEADLINE_REASONS = frozenset(reason for _, reason in DEADLINE_OUTCOME.values())
+
+
+def apply_deadline(state: SessionState, pods: Sequence[Mapping[str, Any]], now: datetime) -> SessionState:
+    """A live session past its lifetime, lease or startup timeout is reported as ended (pure).
+
+    The lifetime ends as failed/DeadlineExceeded (what Kubernetes' activeDeadlineSeconds reports),
+    the interactive lease as finished/LeaseExpired (the pilot's own lease semantics), a startup
+    that never finished as failed/StartupTimeout. The caller then kills the release.
+    """
+    verdict = session_mod.deadline_verdict(state, pods, now)
+    if verdict is None:
+        return state
+    phase, reason = DEADLINE_OUTCOME[verdict]
+    message = f"{verdict}: ended by the orchestrator ({state.message})" if state.message else verdict
+    return replace(state, phase=phase, reason=reason, message=message)
 
 
 def _created(obj: Mapping[str, Any]) -> datetime | None:
