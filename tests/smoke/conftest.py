@@ -76,9 +76,7 @@ def render(
 
 
 @pytest.fixture
-def kubelet_factory(
-    tmp_path_factory: pytest.TempPathFactory, smoke_venv: Path
-) -> Iterator[list[Kubelet]]:
+def kubelet_factory(tmp_path_factory: pytest.TempPathFactory, smoke_venv: Path) -> Iterator[list[Kubelet]]:
     """Collects the kubelets a test makes and stops all their processes afterwards."""
     made: list[Kubelet] = []
     yield made

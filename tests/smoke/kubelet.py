@@ -586,7 +586,8 @@ class Kubelet:
             if predicate():
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"timed out after {timeout}s waiting for {what}\n{self.log_tails()}")
+        phases = "\n".join(f"pod {run.name}: {run.phase} {run.error}" for run in self.pods.values())
+        raise TimeoutError(f"timed out after {timeout}s waiting for {what}\n{phases}\n{self.log_tails()}")
 
     def log_tails(self, lines: int = 15) -> str:
         parts = []
