@@ -288,8 +288,22 @@ etcd_url() {
     head -n 1 | cut -d= -f2
 }
 
+# Serialise up/down of one state dir (parallel test runs, a developer and CI).
+# The lock file sits next to the state dir so `down` can remove the latter.
+lock_state() {
+  [[ -n ${LOCKED:-} ]] && return
+  exec 9>"$STATE.lock"
+  flock -w 600 9 || die "could not lock $STATE.lock within 600s"
+  LOCKED=1
+}
+
+# The cluster processes kwokctl starts outlive it and inherit its open file
+# descriptors: close the lock's fd 9, or they would hold the lock forever.
+kwokctl_run() { timeout 300 kwokctl --name "$CLUSTER_NAME" "$@" 9>&-; }
+
 cmd_up() {
   local start=$SECONDS
+  lock_state
   if cluster_healthy; then
     log "cluster $CLUSTER_NAME already up ($KUBECONFIG_PATH)"; cmd_env; return
   fi
@@ -302,14 +316,14 @@ cmd_up() {
   mkdir -p "$STATE"
   render_config
   log "starting cluster $CLUSTER_NAME (state: $STATE, log: $STATE/up.log)"
-  if ! kwokctl --name "$CLUSTER_NAME" --config "$STATE/kwokctl.yaml" create cluster \
+  if ! kwokctl_run --config "$STATE/kwokctl.yaml" create cluster \
       --kubeconfig "$KUBECONFIG_PATH" --wait 180s >>"$STATE/up.log" 2>&1; then
     record_pids
     tail -n 30 "$STATE/up.log" >&2
     die "kwokctl create cluster failed; logs in $KWOK_CLUSTER_DIR/logs (run '$0 down' to clean up)"
   fi
   record_pids
-  kwokctl --name "$CLUSTER_NAME" scale node --replicas "$NODES" >>"$STATE/up.log" 2>&1 ||
+  kwokctl_run scale node --replicas "$NODES" >>"$STATE/up.log" 2>&1 ||
     die "kwokctl scale node failed (see $STATE/up.log)"
   wait_for "/readyz" 60 readyz_ok
   kc get --raw /version | grep -q "\"gitVersion\": *\"v$KUBE_VERSION\"" ||
@@ -339,27 +353,43 @@ kill_recorded_pid() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
-recorded_pids() {
-  # pid files carry no trailing newline; awk 1 adds one per file
-  awk 1 "$PID_RECORD"/*.pid "$KWOK_CLUSTER_DIR"/pids/*.pid 2>/dev/null | sort -u
+# Pids of this cluster: those kwokctl recorded (and our copy of them), plus
+# any process running one of our binaries out of this state dir, which
+# covers a crash between starting a component and recording its pid.
+cluster_pids() {
+  local p exe
+  {
+    # pid files carry no trailing newline; awk 1 adds one per file
+    awk 1 "$PID_RECORD"/*.pid "$KWOK_CLUSTER_DIR"/pids/*.pid 2>/dev/null || true
+    for p in /proc/[0-9]*; do
+      exe=$(readlink "$p/exe" 2>/dev/null) || continue
+      [[ $exe == "$BIN"/* ]] || continue
+      if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$STATE/"; then echo "${p#/proc/}"; fi
+    done
+  } | { grep -E '^[0-9]+$' || true; } | sort -un
 }
+
+ours_alive() { [[ $(readlink "/proc/$1/exe" 2>/dev/null) == "$BIN"/* ]]; }
 
 cmd_down() {
   local start=$SECONDS pids pid out alive=()
-  pids=$(recorded_pids)
+  lock_state
+  pids=$(cluster_pids)
   if [[ -x $BIN/kwokctl && -d $KWOK_CLUSTER_DIR ]]; then
-    if ! out=$(timeout 120 kwokctl --name "$CLUSTER_NAME" delete cluster 2>&1); then
+    if ! out=$(kwokctl_run delete cluster 2>&1); then
       printf '%s\n' "$out" | tail -n 20 >&2
       log "kwokctl delete cluster failed; falling back to the recorded pids"
     fi
   fi
+  # etcd last: an apiserver whose etcd is gone hangs in its shutdown.
+  for pid in $pids; do [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */etcd ]] || kill_recorded_pid "$pid"; done
   for pid in $pids; do kill_recorded_pid "$pid"; done
-  for pid in $pids; do
-    if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$BIN"/* ]]; then alive+=("$pid"); fi
+  for pid in $pids $(cluster_pids); do
+    if ours_alive "$pid"; then alive+=("$pid"); fi
   done
   (( ${#alive[@]} == 0 )) || die "processes still running: ${alive[*]}"
   rm -rf "$STATE"
-  log "cluster $CLUSTER_NAME down in $((SECONDS - start))s (no recorded process left)"
+  log "cluster $CLUSTER_NAME down in $((SECONDS - start))s (no process of ours left)"
 }
 
 cmd_status() {
@@ -373,7 +403,7 @@ cmd_status() {
     echo "etcd: $("$BIN/etcd" --version | sed -n 's/^etcd Version: //p') ($(etcd_url))"
     echo "kwok: v$KWOK_VERSION"
     echo "nodes: $(kc get nodes -o name | tr '\n' ' ')"
-    echo "pids: $(recorded_pids | tr '\n' ' ')"
+    echo "pids: $(cluster_pids | tr '\n' ' ')"
   else
     echo "status: down"
     [[ -e $STATE ]] && echo "state dir present but cluster not healthy: $STATE"

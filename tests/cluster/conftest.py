@@ -24,9 +24,10 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -36,7 +37,6 @@ from kubernetes.client.rest import ApiException
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "test-cluster.sh"
 KUBE_VERSION = "v1.35.4"
-
 
 
 def wait_for(
@@ -57,7 +57,7 @@ def wait_for(
             value = probe()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - reported at the deadline
+        except Exception as exc:  # reported at the deadline
             last_exc = exc
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_exc!r})" if last_exc else ""
@@ -132,7 +132,8 @@ class KubeCluster:
         return m.group(1)
 
     def etcd_version(self) -> str:
-        with urllib.request.urlopen(f"{self.etcd_url}/version", timeout=5) as resp:
+        # etcd_url is always http://127.0.0.1:<port> (checked in etcd_url).
+        with urllib.request.urlopen(f"{self.etcd_url}/version", timeout=5) as resp:  # noqa: S310
             return json.load(resp)["etcdserver"]
 
     wait_for = staticmethod(wait_for)
@@ -140,9 +141,7 @@ class KubeCluster:
 
 
 def _script(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), *args], text=True, capture_output=True, timeout=timeout
-    )
+    return subprocess.run(["bash", str(SCRIPT), *args], text=True, capture_output=True, timeout=timeout)
 
 
 def _parse_status(text: str) -> dict[str, str]:
@@ -177,7 +176,8 @@ def _cannot_build_reason() -> str | None:
 
 def _lock_path() -> Path:
     state = os.environ.get("DPS_CLUSTER_STATE", "/tmp/dask-panda-session-cluster")
-    return Path(state.rstrip("/") + ".lock")
+    # Not the script's own "<state>.lock": the script takes that one itself.
+    return Path(state.rstrip("/") + ".pytest.lock")
 
 
 @pytest.fixture(scope="session")
@@ -196,8 +196,7 @@ def kube_cluster() -> Iterator[KubeCluster]:
             up = _script("up", timeout=3600)
             if up.returncode != 0:
                 pytest.fail(
-                    f"scripts/test-cluster.sh up failed (exit {up.returncode}):\n"
-                    f"{up.stderr[-4000:]}",
+                    f"scripts/test-cluster.sh up failed (exit {up.returncode}):\n{up.stderr[-4000:]}",
                     pytrace=False,
                 )
             started_here = True

@@ -100,7 +100,9 @@ def test_exit_code_zero_succeeds(kube_cluster, namespace: str):
     core = kube_cluster.core
     core.create_namespaced_pod(namespace, make_pod("ok", {EXIT_CODE: "0", EXIT_AFTER: "2"}))
     kube_cluster.wait_for("pod Running", pod_in_phase(core, namespace, "ok", "Running"))
-    pod = kube_cluster.wait_for("pod Succeeded", pod_in_phase(core, namespace, "ok", "Succeeded", "Failed"), timeout=30)
+    pod = kube_cluster.wait_for(
+        "pod Succeeded", pod_in_phase(core, namespace, "ok", "Succeeded", "Failed"), timeout=30
+    )
     assert pod.status.phase == "Succeeded"
     term = _terminated(pod)
     assert (term.exit_code, term.reason) == (0, "Completed")
@@ -114,7 +116,9 @@ def test_exit_code_nonzero_fails_after_delay(kube_cluster, namespace: str):
     running_seen = time.monotonic()
     time.sleep(1)
     assert core.read_namespaced_pod("fail", namespace).status.phase == "Running"
-    pod = kube_cluster.wait_for("pod Failed", pod_in_phase(core, namespace, "fail", "Succeeded", "Failed"), timeout=30)
+    pod = kube_cluster.wait_for(
+        "pod Failed", pod_in_phase(core, namespace, "fail", "Succeeded", "Failed"), timeout=30
+    )
     assert pod.status.phase == "Failed"
     assert time.monotonic() - running_seen >= 2.5
     term = _terminated(pod)
@@ -290,3 +294,29 @@ def test_static_pv_binds_claim(kube_cluster, namespace: str, shared_pv):
     pvc = kube_cluster.wait_for("claim Bound", bound, timeout=60)
     assert pvc.spec.volume_name == pv_name
     assert core.read_persistent_volume(pv_name).status.phase == "Bound"
+
+
+def test_job_pod_with_exit_code_fails_the_job(kube_cluster, namespace: str):
+    # How a failing Helm hook is simulated: the annotation beats pod-complete.
+    batch = kube_cluster.batch
+    template = make_pod("unused", {EXIT_CODE: "1"})
+    batch.create_namespaced_job(
+        namespace,
+        k8s.V1Job(
+            metadata=k8s.V1ObjectMeta(name="bad-hook"),
+            spec=k8s.V1JobSpec(
+                backoff_limit=0,
+                template=k8s.V1PodTemplateSpec(metadata=template.metadata, spec=template.spec),
+            ),
+        ),
+    )
+
+    def failed():
+        job = batch.read_namespaced_job("bad-hook", namespace)
+        cond = condition(job, "Failed")
+        return job if cond and cond.status == "True" else None
+
+    job = kube_cluster.wait_for("Job Failed", failed, timeout=60)
+    assert not job.status.succeeded
+    pods = kube_cluster.core.list_namespaced_pod(namespace, label_selector="job-name=bad-hook").items
+    assert [p.status.container_statuses[0].state.terminated.exit_code for p in pods] == [1]
