@@ -25,13 +25,13 @@ Decisions (documented in docs/harvester.md):
 * Supplemental errors are set for final sessions only (:func:`~orchestrator.harvester.base.error_code`):
   a starting session's ImagePullBackOff may still recover. The pilot's exit code also goes to
   ``nativeExitCode``.
-* Deadlines: the monitor does not kill. The startup timeout is already part of the derived state
-  (a session past ``timeouts.startupSeconds`` is ``failed``/StartupTimeout or the specific
-  reason), and Kubernetes enforces the lifetime (``activeDeadlineSeconds`` -> ``failed``/
-  DeadlineExceeded), both from the same LIST. The interactive lease is enforced by the pilot
-  (``PILOT_LEASETIME``) and, as a backstop, by ``SessionService.enforce_deadlines``/``gc`` run
-  outside Harvester: ``SessionService.overdue`` needs a second LIST per namespace and a kill runs
-  helm, neither of which belongs in a call Harvester makes every cycle for thousands of workers.
+* Deadlines cost nothing extra: ``observe`` applies them to the pods it listed, so a session past
+  its startup timeout or lifetime is reported ``failed`` (StartupTimeout, DeadlineExceeded) and an
+  interactive session past its lease ``finished``/LeaseExpired, from the same LIST. The monitor
+  does NOT kill them: a kill runs helm, and nothing per session belongs in a call Harvester makes
+  every cycle for thousands of workers. Ending them is the sweeper's (``kill_workers``, which
+  Harvester calls for every final worker) and, promptly, ``SessionService.enforce_deadlines`` run
+  outside Harvester; Kubernetes' ``activeDeadlineSeconds`` bounds every session pod meanwhile.
 """
 
 from __future__ import annotations

@@ -708,3 +708,22 @@ def test_kube_double_counts_requests() -> None:
     kube = FakeKube()
     kube.list_pods("x")
     assert kube.requests == 1 and kube.lists("x") == 1 and kube.lists("y") == 0
+
+
+def test_deadlines_come_from_the_same_list_and_the_monitor_kills_nothing() -> None:
+    service, helm, kube = make_service("dask-sessions", now=NOW + timedelta(hours=2))
+    monitor = DaskHelmMonitor(namespace="dask-sessions", service=service)
+    kube.add(fixture_pods("interactive-staged", 1801))  # lease 1 h
+    short = fixture_pods("batch-running", 1802)
+    for pod in short:
+        pod["metadata"]["annotations"]["dask-panda-session/lifetime-seconds"] = "3600"
+    kube.add(short)
+    lease, lifetime = submitted_worker(1, 1801, "dask-sessions"), submitted_worker(2, 1802, "dask-sessions")
+    ok, results = monitor.check_workers([lease, lifetime])
+    assert ok
+    assert results[0][0] == WorkSpec.ST_finished and "LeaseExpired" in results[0][1]
+    assert results[1][0] == WorkSpec.ST_failed and "LifetimeExceeded" in results[1][1]
+    assert lease.errorCode == ErrorCodes.SUCCEEDED
+    assert lifetime.errorCode == ErrorCodes.DEADLINE_EXCEEDED
+    assert kube.calls == [("list_pods", "dask-sessions")]
+    assert helm.calls == []  # no kill from the monitor: the sweeper / enforce_deadlines end them
