@@ -6,7 +6,7 @@ The smoke tier fails (never skips) when its environment is missing: CI must prov
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,15 +73,6 @@ def render(
         set_values=values,
         set_strings={"job.pandaId": panda_id},
     )
-
-
-@pytest.fixture
-def kubelet_factory(tmp_path_factory: pytest.TempPathFactory, smoke_venv: Path) -> Iterator[list[Kubelet]]:
-    """Collects the kubelets a test makes and stops all their processes afterwards."""
-    made: list[Kubelet] = []
-    yield made
-    for kubelet in made:
-        kubelet.shutdown()
 
 
 def make_kubelet(

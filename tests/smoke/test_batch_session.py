@@ -9,6 +9,7 @@ user script runs as the pilot's payload would, and the pre-delete hook removes t
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -167,6 +168,26 @@ def test_helm_test_pod_passes(batch: BatchSession) -> None:
     log = run.main.log.read_text() if run.main else ""
     assert run.phase == "Succeeded", f"{run.error}\n{log}"
     assert f"{WORKERS} workers answered" in log
+
+
+def test_containers_run_as_the_pods_identity(batch: BatchSession) -> None:
+    """runAsUser / runAsGroup / fsGroup of the rendered pod are what the processes really get."""
+    if os.geteuid() != 0:
+        pytest.skip("only a root test run can switch to the pod's uid (CI runs as root)")
+    pod = batch.kubelet.pod(batch.name("worker-0"))
+    context = pod["spec"]["securityContext"]
+    code = "import json, os; print(json.dumps([os.getuid(), os.getgid(), sorted(os.getgroups())]))"
+    identity = run_python(batch.kubelet, batch.name("worker-0"), "worker", code)
+    assert identity == [
+        context["runAsUser"],
+        context["runAsGroup"],
+        sorted({context["runAsGroup"], context["fsGroup"]}),
+    ]
+    scheduler = batch.kubelet.pods[batch.name("scheduler")].main
+    assert scheduler is not None
+    status = (Path("/proc") / str(scheduler.process.pid) / "status").read_text()
+    uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+    assert uid_line.split()[1] == str(context["runAsUser"])
 
 
 def test_zz_cleanup_hook_removes_the_job_directory(batch: BatchSession) -> None:
