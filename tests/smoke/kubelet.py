@@ -418,6 +418,10 @@ class Kubelet:
             {"target": "/tmp", "source": str(tmp)},
             {"target": "/etc/hosts", "source": str(self.hosts_file), "readOnly": True},
         ]
+        # The "image": the smoke venv and its interpreter stay visible at their own paths even
+        # when they live under a path the pod mounts over (a checkout under /tmp, say).
+        for path in sorted({os.path.realpath(self.venv), os.path.realpath(sys.base_prefix)}):
+            mounts.append({"target": path, "source": path, "readOnly": True})
         for mount in container.get("volumeMounts") or []:
             source = sources.get(mount["name"])
             if source is None:

@@ -16,9 +16,11 @@ from tests.smoke.conftest import SMOKE_VENV, make_kubelet, new_panda_id, new_por
 IDLE_SECONDS = 5
 
 
+@pytest.mark.parametrize("helm", ["helm", "helm3"], ids=["helm4", "helm3"])
 def test_an_idle_scheduler_ends_after_the_values_idle_timeout(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, helm: str
 ) -> None:
+    """Rendered by Helm 4 and by Helm 3: both renderings must run."""
     panda_id = new_panda_id()
     release = f"dask-{panda_id}"
     documents = render(
@@ -26,6 +28,7 @@ def test_an_idle_scheduler_ends_after_the_values_idle_timeout(
         panda_id,
         new_ports(),
         {"job.mode": "batch", "timeouts.schedulerIdleSeconds": str(IDLE_SECONDS)},
+        helm=helm,
     )
     kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents)
     try:
