@@ -34,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -429,9 +430,13 @@ class Kubelet:
                     f"volumeMount {mount['name']} has no volume in pod {pod['metadata']['name']}"
                 )
             if mount.get("subPath"):
+                volume_root = source
                 source = source / mount["subPath"]
                 if not source.exists():
-                    source.mkdir(parents=True)  # the kubelet creates a missing subPath
+                    # the kubelet creates a missing subPath as root with the volume root's mode
+                    # (its group follows a setgid volume root)
+                    source.mkdir(parents=True)
+                    source.chmod(stat.S_IMODE(volume_root.stat().st_mode))
             mounts.append(
                 {"target": mount["mountPath"], "source": str(source), "readOnly": bool(mount.get("readOnly"))}
             )
