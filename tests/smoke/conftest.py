@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ def render(
     ports: Ports,
     extra: Mapping[str, str] | None = None,
     helm: str = "helm",
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     """The chart rendered for the queue GOOGLE_DASK, plus the given values only."""
     values = {**ports.values(), **(extra or {})}
     return helm_template(
@@ -78,7 +79,7 @@ def render(
 def make_kubelet(
     tmp_path_factory: pytest.TempPathFactory,
     venv: Path,
-    documents: list[dict[str, object]],
+    documents: list[dict[str, Any]],
     secrets_data: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Kubelet:
     workdir = tmp_path_factory.mktemp("kubelet")

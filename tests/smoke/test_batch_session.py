@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,10 +60,10 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchSession]:
         kubelet.shutdown()
 
 
-def documents_claim(documents: list[dict[str, object]]) -> str:
+def documents_claim(documents: list[dict[str, Any]]) -> str:
     for doc in documents:
         if doc.get("kind") == "Pod":
-            for volume in doc["spec"].get("volumes", []):  # type: ignore[index, union-attr]
+            for volume in doc["spec"].get("volumes", []):
                 if "persistentVolumeClaim" in volume:
                     return str(volume["persistentVolumeClaim"]["claimName"])
     raise AssertionError("no pod mounts the shared claim")
