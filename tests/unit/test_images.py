@@ -402,3 +402,17 @@ def test_smoke_venv_has_the_pinned_versions(versions: dict[str, str]) -> None:
     expected = {package: versions[key] for package, key in packages.items()}
     expected["python"] = versions["PYTHON_VERSION"]
     assert installed == expected
+
+
+def test_chart_starts_the_pilot_where_the_pilot_image_has_it() -> None:
+    """The chart's pilot.command must name the launcher the pilot image unpacks."""
+    values_yaml = CHART / "values.yaml"
+    if not values_yaml.exists():
+        pytest.skip("charts/dask-panda-session/values.yaml does not exist yet")
+    command = yaml.safe_load(values_yaml.read_text())["pilot"]["command"]
+    env: dict[str, str] = {}
+    for name, rest in dockerfile_instructions(IMAGES / "pilot" / "Dockerfile"):
+        if name == "ENV":
+            env.update(re.findall(r"([A-Z0-9_]+)=(\S+)", rest))
+    assert command[-1] == env["PANDA_PILOT_SCRIPT"]
+    assert command[0] == "python3"
