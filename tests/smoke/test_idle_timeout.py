@@ -1,12 +1,14 @@
-"""The scheduler's idle timeout, from the values (timeouts.schedulerIdleSeconds), ends a session.
+"""A session ends by itself: the idle timeout from the values, or the loss of its scheduler.
 
-Why: an abandoned session must not hold its nodes until the lifetime deadline; the chart turns
-the queue's idle timeout into the scheduler's own `--idle-timeout`, and the scheduler pod ends
-(restartPolicy OnFailure: a clean exit is not restarted).
+Why: an abandoned session must not hold its nodes until the lifetime deadline. The chart turns
+`timeouts.schedulerIdleSeconds` into the scheduler's `--idle-timeout`; the scheduler exits 0 and
+its workers follow with exit 0, so under restartPolicy OnFailure no pod of the session is restarted.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -14,10 +16,11 @@ import pytest
 from tests.smoke.conftest import SMOKE_VENV, make_kubelet, new_panda_id, new_ports, render
 
 IDLE_SECONDS = 5
+DEATH_SECONDS = 10  # the schema's minimum for timeouts.workerDeathSeconds
 
 
 @pytest.mark.parametrize("helm", ["helm", "helm3"], ids=["helm4", "helm3"])
-def test_an_idle_scheduler_ends_after_the_values_idle_timeout(
+def test_an_idle_session_ends_after_the_values_idle_timeout(
     tmp_path_factory: pytest.TempPathFactory, helm: str
 ) -> None:
     """Rendered by Helm 4 and by Helm 3: both renderings must run."""
@@ -27,23 +30,66 @@ def test_an_idle_scheduler_ends_after_the_values_idle_timeout(
         release,
         panda_id,
         new_ports(),
-        {"job.mode": "batch", "timeouts.schedulerIdleSeconds": str(IDLE_SECONDS)},
+        {"job.mode": "batch", "workers.replicas": "1", "timeouts.schedulerIdleSeconds": str(IDLE_SECONDS)},
         helm=helm,
     )
     kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents)
     try:
-        started = time.monotonic()
-        run = kubelet.start(f"{release}-scheduler")
-        kubelet.wait_for(lambda: run.phase in {"Succeeded", "Failed"}, 90, "the idle scheduler to exit")
-        main = run.main
+        scheduler = kubelet.start(f"{release}-scheduler")
+        worker = kubelet.start(f"{release}-worker-0")
+        kubelet.wait_for(lambda: scheduler.phase in {"Succeeded", "Failed"}, 90, "the idle scheduler to exit")
+        main = scheduler.main
         assert main is not None
         assert main.ended is not None
         lived = main.ended - main.started
-        assert run.phase == "Succeeded", f"exit code {main.returncode}\n{main.log.read_text()[-3000:]}"
+        log = main.log.read_text()
+        assert scheduler.phase == "Succeeded", f"exit code {main.returncode}\n{log[-3000:]}"
         assert lived >= IDLE_SECONDS, f"the scheduler exited after {lived:.1f}s, before its idle timeout"
         assert lived < IDLE_SECONDS + 60
-        log = main.log.read_text()
         assert "idle-timeout-exceeded" in log, log[-3000:]
-        assert time.monotonic() - started < 90
+        kubelet.wait_for(lambda: worker.phase in {"Succeeded", "Failed"}, 60, "the worker to follow")
+        assert worker.phase == "Succeeded", (
+            worker.main.log.read_text()[-3000:] if worker.main else worker.error
+        )
+    finally:
+        kubelet.shutdown()
+
+
+def test_workers_end_cleanly_when_their_scheduler_is_lost(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A killed scheduler (eviction, OOM) ends its workers with exit 0 within the death timeout.
+
+    Worth knowing for the restart policies: the workers are not restarted (exit 0), so a restarted
+    scheduler would come back without workers.
+    """
+    panda_id = new_panda_id()
+    release = f"dask-{panda_id}"
+    documents = render(
+        release,
+        panda_id,
+        new_ports(),
+        {"job.mode": "batch", "workers.replicas": "1", "timeouts.workerDeathSeconds": str(DEATH_SECONDS)},
+    )
+    kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents)
+    try:
+        scheduler = kubelet.start(f"{release}-scheduler")
+        worker = kubelet.start(f"{release}-worker-0")
+        kubelet.wait_for(lambda: worker.phase == "Running", 90, "the worker")
+        kubelet.wait_for(
+            lambda: (
+                "Starting established connection" in worker.main.log.read_text() if worker.main else False
+            ),
+            60,
+            "the worker to register",
+        )
+        assert scheduler.main is not None
+        killed = time.monotonic()
+        os.killpg(scheduler.main.process.pid, signal.SIGKILL)
+        kubelet.wait_for(
+            lambda: worker.phase in {"Succeeded", "Failed"}, DEATH_SECONDS + 60, "the worker to end"
+        )
+        assert worker.main is not None
+        assert worker.main.ended is not None
+        assert worker.phase == "Succeeded", worker.main.log.read_text()[-3000:]
+        assert worker.main.ended - killed < DEATH_SECONDS + 30
     finally:
         kubelet.shutdown()
