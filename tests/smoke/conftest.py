@@ -6,7 +6,7 @@ The smoke tier fails (never skips) when its environment is missing: CI must prov
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,15 +62,19 @@ def render(
     ports: Ports,
     extra: Mapping[str, str] | None = None,
     helm: str = "helm",
+    values_files: Sequence[Path] = (),
 ) -> list[dict[str, Any]]:
-    """The chart rendered for the queue GOOGLE_DASK, plus the given values only."""
+    """The chart rendered for the queue GOOGLE_DASK, plus the given values only.
+
+    Secret values go in values_files (never on helm's command line, where `ps` would show them).
+    """
     values = {**ports.values(), **(extra or {})}
     return helm_template(
         tool(helm),
         CHART,
         release,
         NAMESPACE,
-        values_files=[QUEUE_VALUES],
+        values_files=[QUEUE_VALUES, *values_files],
         set_values=values,
         set_strings={"job.pandaId": panda_id},
     )

@@ -26,6 +26,7 @@ free), probes, restarts and deadlines.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -317,7 +318,8 @@ class Kubelet:
         self.namespace = namespace
         self.workdir = workdir
         self.venv = venv
-        self.secrets = dict(secrets or {})
+        # Secrets the release itself renders (the chart's debugging aid), then the given ones.
+        self.secrets = {**_rendered_secrets(documents), **(secrets or {})}
         self.cluster_domain = cluster_domain
         self.claims = workdir / "claims"
         self.logs = workdir / "logs"
@@ -636,6 +638,18 @@ def _kill_group(process: subprocess.Popen[bytes], grace: float = 5) -> None:
         except ProcessLookupError:
             return
         process.wait(5)
+
+
+def _rendered_secrets(documents: list[Manifest]) -> dict[str, dict[str, str]]:
+    """name -> data of every Secret in the rendered release (data is base64, stringData is not)."""
+    found: dict[str, dict[str, str]] = {}
+    for doc in documents:
+        if doc.get("kind") != "Secret":
+            continue
+        data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+        data.update({k: str(v) for k, v in (doc.get("stringData") or {}).items()})
+        found[doc["metadata"]["name"]] = data
+    return found
 
 
 def _home_of(uid: int) -> str:

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ class InteractiveSession:
     release: str
     panda_id: str
     ports: Ports
-    password: str  # never printed: tests compare it, assertion messages never contain it
+    password: str = field(repr=False)  # never printed: not in repr, not in assertion messages
 
     def name(self, suffix: str) -> str:
         return f"{self.release}-{suffix}"
@@ -164,3 +164,44 @@ def test_interactive_definition_carries_the_session_addresses(interactive: Inter
     assert definition["scheduler_ip"] == f"tcp://{scheduler}"
     assert definition["session_ip"].startswith(f"http://{interactive.name('jupyterlab')}.smoke.svc")
     assert os.stat(definition_file).st_size < 4096
+
+
+def test_chart_created_secret_debugging_aid(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """secrets.create=true (manual installs only): the rendered Secret's password opens JupyterLab.
+
+    The password goes to helm in a values file, never on its command line.
+    """
+    panda_id = new_panda_id()
+    release = f"dask-{panda_id}"
+    password = secrets.token_urlsafe(24)
+    values_dir = tmp_path_factory.mktemp("secret-values")
+    values_file = values_dir / "secret.yaml"
+    values_file.touch(mode=0o600)
+    values_file.write_text(json.dumps({"secrets": {"create": True, "jupyterPassword": password}}))
+    ports = new_ports()
+    documents = render(
+        release,
+        panda_id,
+        ports,
+        {"job.mode": "interactive", "workers.replicas": "1"},
+        values_files=[values_file],
+    )
+    kubelet = make_kubelet(
+        tmp_path_factory, SMOKE_VENV, documents, {"proxy-secret": {"x509up_u25606_prod": "not a real proxy"}}
+    )
+    session = InteractiveSession(kubelet, release, panda_id, ports, password)
+    try:
+        assert kubelet.run_to_completion(session.name("prepare"), timeout=60).phase == "Succeeded"
+        kubelet.start(session.name("scheduler"))
+        jupyter = kubelet.start(session.name("jupyterlab"))
+        kubelet.wait_for(lambda: jupyter.phase == "Running", 60, "JupyterLab's main container")
+        kubelet.wait_for(lambda: _ready(session), 120, "JupyterLab to answer /api")
+        without, _ = http_status(session.url("/api/contents"))
+        assert without in {401, 403}
+        # the status is taken out first: a failing assert must not print the call's arguments
+        with_password, _ = http_status(session.url("/api/contents"), token=password)
+        assert with_password == 200
+        leaked = password in kubelet.all_logs()
+        assert not leaked
+    finally:
+        kubelet.shutdown()
