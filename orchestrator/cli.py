@@ -349,6 +349,21 @@ def gc(
 
 
 @app.command()
+def enforce(namespace: NamespaceOpt = None) -> None:
+    """End every session past its lifetime, lease or startup timeout (run it from cron).
+
+    One pod LIST for the namespace; a helm uninstall only for the sessions it ends.
+    """
+    svc = service()
+    with errors():
+        ended = svc.enforce_deadlines(namespace=namespace)
+    for release, reason in sorted(ended.items()):
+        out.print(f"ended {release}: {reason}", highlight=False)
+    if not ended:
+        out.print("no session is past a deadline")
+
+
+@app.command()
 def doctor(namespace: NamespaceOpt = None) -> None:
     """Check helm, the cluster, the namespace, the permissions, the shared claim and the proxy Secret."""
     svc = service()
@@ -365,6 +380,7 @@ def doctor(namespace: NamespaceOpt = None) -> None:
     check("helm", lambda: (True, f"{CTX.settings.helm_executable} {svc.helm.version}"))
     check("cluster", lambda: (True, f"Kubernetes {svc.kube.version()}"))
     check("namespace", lambda: (svc.kube.exists(f"/api/v1/namespaces/{ns}"), ns))
+
     def permission(verb: str, resource: str, group: str) -> Callable[[], tuple[bool, str]]:
         return lambda: (svc.kube.can_i(ns, verb, resource, group), f"{group or 'core'}/{resource}")
 

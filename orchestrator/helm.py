@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,11 +98,16 @@ class Helm:
         self.chart = Path(chart or CHART_DIR).resolve()
         self.timeout = timeout
         self._client: Any = None
+        self._lock = threading.Lock()  # plugins submit and kill from several threads
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
     def client(self) -> Any:
         """The pyhelm3 client, made on first use (its constructor runs `helm version`)."""
+        with self._lock:
+            return self._make_client()
+
+    def _make_client(self) -> Any:
         if self._client is None:
             import pyhelm3
 

@@ -108,6 +108,10 @@ class Kube:
     @property
     def api(self) -> Any:
         """The kubernetes ApiClient, made on first use (kubeconfig file, else in-cluster)."""
+        with self._lock:
+            return self._make_api()
+
+    def _make_api(self) -> Any:
         if self._api is None:
             from kubernetes import config
 

@@ -276,8 +276,16 @@ class SessionService:
 
     # -- kill / sweep ----------------------------------------------------------------------------
     def kill(self, release: str, *, namespace: str | None = None) -> SweepResult:
-        """End a session now: uninstall (hooks run), falling back as in `sweep` if they wedge."""
-        return self.sweep(release, namespace=namespace, verify=False)
+        """End a session now: uninstall (hooks run), falling back as in `sweep` if they wedge.
+
+        Cheap when the release is already gone (Harvester calls it again for every finished
+        worker): one `helm status` and one Secret DELETE; `sweep` does the thorough check.
+        """
+        ns = namespace or self.settings.namespace
+        if self.helm.release(release, ns) is None:
+            self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
+            return SweepResult(release=release, namespace=ns, clean=True, release_existed=False)
+        return self.sweep(release, namespace=ns, verify=False)
 
     def sweep(self, release: str, *, namespace: str | None = None, verify: bool = True) -> SweepResult:
         """Uninstall, recover from a hung or failed pre-delete hook, delete leftovers, verify.

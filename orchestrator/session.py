@@ -40,7 +40,9 @@ Rules of :func:`derive_session`, in the order they are applied (the first that m
    it on the scheduler), interactive once jupyterlab is Ready (or has restarted: it was up
    before). Reason None when the scheduler (and jupyterlab) are Ready, else ``SchedulerExited``
    (idle timeout), ``SchedulerNotReady`` or ``JupyterLabNotReady``. Fewer Ready workers than
-   wanted stays ``running``: the counts and the message say so.
+   wanted stays ``running``: the counts and the message say so; a worker with a problem of rule
+   10 gives the reason, and past the startup timeout with workers still missing because of such a
+   problem the session is ``failed`` with that reason (it will never get its workers).
 10. Otherwise ``starting``. Problems found on the pods, most important component first:
     waiting reasons ImagePullBackOff, ErrImagePull, InvalidImageName, CreateContainerConfigError,
     CreateContainerError, CrashLoopBackOff (``OOMKilled`` if the crashing container was
@@ -780,6 +782,26 @@ def derive_session(
     optional = workers + ([pilot] if interactive and pilot is not None else [])
     notes = [p[1] for p in (_problem(pod, events) for pod in optional) if p is not None and p[0] is not None]
     if established:
+        # A worker that cannot start (image, scheduling, crash loop) is reported while the session
+        # runs; past the startup timeout with workers still missing, the session has failed: it
+        # will never get the workers it was given.
+        worker_problem = next(
+            (
+                p
+                for p in (_problem(pod, events) for pod in workers if not _is_ready(pod))
+                if p is not None and p[0] is not None
+            ),
+            None,
+        )
+        if worker_problem is not None and len(ready_workers) < workers_wanted and timed_out():
+            return state(
+                _Outcome(
+                    Phase.FAILED,
+                    worker_problem[0],
+                    f"{counts} within the startup timeout: {worker_problem[1]}",
+                ),
+                exit_code,
+            )
         parts = []
         reason: str | None = None
         if scheduler is not None and _phase(scheduler) == "Succeeded":
@@ -797,6 +819,8 @@ def derive_session(
             parts.append("pilot running")
         parts.append(counts)
         parts.extend(notes[:1])
+        if reason is None and worker_problem is not None and len(ready_workers) < workers_wanted:
+            reason = worker_problem[0]
         return state(_Outcome(Phase.RUNNING, reason, "; ".join(parts)), exit_code)
     # rule 10: starting
     return state(_starting(session + hooks, events, timed_out(), f"starting; {counts}"), exit_code)

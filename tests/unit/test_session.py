@@ -243,15 +243,31 @@ def test_batch_running_happy() -> None:
     )
 
 
-def test_running_with_fewer_workers_than_wanted_stays_running() -> None:
+def test_a_worker_that_cannot_start_is_reported_while_running() -> None:
     pods = batch()
     pods[2] = worker(1, phase="Pending", state=waiting("ImagePullBackOff", "Back-off pulling image"))
-    state = derive(pods, now=STARTUP * 10)
-    assert (state.phase, state.reason) == (Phase.RUNNING, None)
+    state = derive(pods, now=STARTUP - 10)
+    assert (state.phase, state.reason) == (Phase.RUNNING, "ImagePullBackOff")
     assert (state.workers_ready, state.workers_wanted) == (1, 2)
     assert state.timings.workers_ready is None
     assert "1/2 workers ready" in state.message
     assert "ImagePullBackOff" in state.message
+
+
+def test_a_worker_that_never_started_fails_the_session_after_the_startup_timeout() -> None:
+    pods = batch()
+    pods[2] = worker(1, phase="Pending", state=waiting("ImagePullBackOff", "Back-off pulling image"))
+    state = derive(pods, now=STARTUP * 10)
+    assert (state.phase, state.reason) == (Phase.FAILED, "ImagePullBackOff")
+    assert "1/2 workers ready within the startup timeout" in state.message
+
+
+def test_running_with_fewer_workers_but_no_problem_stays_running() -> None:
+    pods = batch()
+    pods[2] = worker(1, phase="Running", ready=False)
+    state = derive(pods, now=STARTUP * 10)
+    assert (state.phase, state.reason) == (Phase.RUNNING, None)
+    assert (state.workers_ready, state.workers_wanted) == (1, 2)
 
 
 def test_workers_ready_is_when_the_wanted_count_was_reached() -> None:

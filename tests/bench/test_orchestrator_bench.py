@@ -1,0 +1,108 @@
+"""observe() at scale on the local cluster, against the naive way (one `helm status` per release),
+and submit() latency. Figures go to tests/bench/results/orchestrator.json; only the request count
+is asserted (it must not grow with the number of sessions).
+
+    scripts/test.sh bench                      # sizes 1, 10, 100, 500
+    DPS_BENCH_SIZES=1,10,50 scripts/test.sh bench
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from orchestrator.session import Phase
+from tests.bench.conftest import write_results
+from tests.cluster.conftest import KubeCluster
+from tests.cluster.sessions import fast_timeouts, job, prepare_namespace, service, values_file
+from tests.conftest import TOOLS_BIN
+
+SIZES = [int(s) for s in os.environ.get("DPS_BENCH_SIZES", "1,10,100,500").split(",")]
+LATENCY_SAMPLES = int(os.environ.get("DPS_BENCH_SUBMIT_SAMPLES", "50"))
+REPEAT = 5
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def test_observe_scales_with_one_list(
+    kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str], tmp_path: Path
+) -> None:
+    prepare_namespace(kube_cluster, namespace, shared_pv)
+    extra = [
+        values_file(
+            tmp_path, "bench", {**fast_timeouts(startup=600, lifetime=7200), "tests": {"enabled": False}}
+        )
+    ]
+    svc = service(kube_cluster, namespace, install_timeout=300.0)
+    submit_seconds: list[float] = []
+    releases: list[str] = []
+
+    def submit(i: int) -> tuple[str, float]:
+        started = time.perf_counter()
+        result = svc.submit(job(10_000 + i, workers=2), values_files=extra)
+        return result.release, time.perf_counter() - started
+
+    figures: dict[str, object] = {"sizes": {}}
+    for size in SIZES:
+        todo = range(len(releases), size)
+        # The first samples one at a time (their latency is the figure), the rest four at a time.
+        sequential = [i for i in todo if i < LATENCY_SAMPLES]
+        for i in sequential:
+            release, seconds = submit(i)
+            releases.append(release)
+            submit_seconds.append(seconds)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            releases.extend(r for r, _ in pool.map(submit, [i for i in todo if i >= LATENCY_SAMPLES]))
+        kube_cluster.wait_for(
+            f"{size} sessions running",
+            lambda: all(s.phase is Phase.RUNNING for s in svc.observe(releases).values()),
+            timeout=300,
+            interval=2,
+        )
+        walls, requests = [], []
+        for _ in range(REPEAT):
+            before = svc.kube.requests
+            started = time.perf_counter()
+            states = svc.observe(releases)
+            walls.append(time.perf_counter() - started)
+            requests.append(svc.kube.requests - before)
+            assert len(states) == size
+        naive_started = time.perf_counter()
+        for release in releases:
+            subprocess.run(
+                [str(TOOLS_BIN / "helm"), "status", release, "-n", namespace, "-o", "json"],
+                env=kube_cluster.env,
+                capture_output=True,
+                check=True,
+            )
+        naive = time.perf_counter() - naive_started
+        observe_median = statistics.median(walls)
+        figures["sizes"][str(size)] = {  # type: ignore[index]
+            "observe_requests_per_call": max(requests),
+            "observe_wall_seconds_median": round(observe_median, 4),
+            "naive_helm_status_wall_seconds": round(naive, 3),
+            "naive_helm_processes": size,
+            "naive_over_observe": round(naive / observe_median, 1),
+        }
+        assert max(requests) == 1, requests  # one LIST, whatever the number of sessions
+    figures["submit_latency_seconds"] = {
+        "samples": len(submit_seconds),
+        "p50": round(percentile(submit_seconds, 0.5), 3),
+        "p95": round(percentile(submit_seconds, 0.95), 3),
+        "max": round(max(submit_seconds), 3),
+    }
+    path = write_results("orchestrator", figures)
+    print(f"results written to {path}")
+    if not releases:
+        pytest.fail("no release was submitted")
+    # The namespace fixture deletes the namespace, and every release's object with it.
