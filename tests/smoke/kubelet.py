@@ -381,7 +381,10 @@ class Kubelet:
                 path = self._secret_volume(volume["secret"], root / "volumes" / name, fs_group)
             elif "persistentVolumeClaim" in volume:
                 path = self.claims / volume["persistentVolumeClaim"]["claimName"]
-                if not path.exists():
+                with self._lock:  # pods start in parallel threads; the claim is made once
+                    if path.exists():
+                        sources[name] = path
+                        continue
                     path.mkdir(parents=True)
                     # the site's share is prepared for the queue's identity
                     _chown(path, uid, fs_group if fs_group is not None else gid)
@@ -434,11 +437,12 @@ class Kubelet:
             if mount.get("subPath"):
                 volume_root = source
                 source = source / mount["subPath"]
-                if not source.exists():
-                    # the kubelet creates a missing subPath as root with the volume root's mode
-                    # (its group follows a setgid volume root)
-                    source.mkdir(parents=True)
-                    source.chmod(stat.S_IMODE(volume_root.stat().st_mode))
+                with self._lock:
+                    if not source.exists():
+                        # the kubelet creates a missing subPath as root with the volume root's mode
+                        # (its group follows a setgid volume root)
+                        source.mkdir(parents=True)
+                        source.chmod(stat.S_IMODE(volume_root.stat().st_mode))
             mounts.append(
                 {"target": mount["mountPath"], "source": str(source), "readOnly": bool(mount.get("readOnly"))}
             )
