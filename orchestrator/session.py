@@ -9,7 +9,7 @@ Chart conventions relied on: every object carries ``app.kubernetes.io/name=dask-
 and ``app.kubernetes.io/instance=<release>``; ``app.kubernetes.io/component`` is one of
 scheduler, worker, pilot, jupyterlab (session pods), prepare, cleanup (hook Job pods) or test;
 labels ``dask-panda-session/{pandaid,mode,queue,worker-id}``; the annotations named ``ANN_*``
-below; containers named like their component; the pilot's restartPolicy is Never, the others'
+below; containers named like their component; the pilot's and the scheduler's restartPolicy is Never, the others'
 OnFailure; ``activeDeadlineSeconds`` = lifetime on every session pod.
 
 Rules of :func:`derive_session`, in the order they are applied (the first that matches wins):
