@@ -59,8 +59,8 @@ die() { log "ERROR: $*"; exit 1; }
 # --- build -------------------------------------------------------------------
 
 # Run a long command with its output in the build log, printing the component
-# and the elapsed seconds on the terminal every 15 s so a cold build (15-30
-# min) is visibly alive.
+# and the elapsed seconds on the terminal every 15 s so a cold build (about
+# 8 min on 2 cores, mostly kube-apiserver) is visibly alive.
 run_logged() {
   local what=$1; shift
   local start=$SECONDS pid rc
@@ -280,6 +280,14 @@ wait_for() {
   done
 }
 
+wait_healthy() {
+  local deadline=$((SECONDS + $1))
+  until cluster_healthy; do
+    (( SECONDS < deadline )) || return 1
+    sleep 2
+  done
+}
+
 sa_exists() { kc -n default get serviceaccount default; }
 readyz_ok() { [[ $(kc get --raw /readyz) == ok ]]; }
 
@@ -307,12 +315,20 @@ cmd_up() {
   if cluster_healthy; then
     log "cluster $CLUSTER_NAME already up ($KUBECONFIG_PATH)"; cmd_env; return
   fi
+  kubectl_bin >/dev/null
   if [[ -e $STATE ]]; then
-    log "stale state in $STATE: cleaning up first"
+    # Processes alive: maybe just slow under load (other test runs use the
+    # same cluster); give it a minute before treating it as broken.
+    if [[ -n $(cluster_pids) ]]; then
+      log "cluster processes running but not healthy yet; waiting up to 60s"
+      if wait_healthy 60; then
+        log "cluster $CLUSTER_NAME up ($KUBECONFIG_PATH)"; cmd_env; return
+      fi
+    fi
+    log "stale or broken state in $STATE: cleaning up first"
     cmd_down
   fi
   cmd_build
-  kubectl_bin >/dev/null
   mkdir -p "$STATE"
   render_config
   log "starting cluster $CLUSTER_NAME (state: $STATE, log: $STATE/up.log)"
@@ -353,7 +369,9 @@ kill_recorded_pid() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
-# Pids of this cluster: those kwokctl recorded (and our copy of them), plus
+ours_alive() { [[ $(readlink "/proc/$1/exe" 2>/dev/null) == "$BIN"/* ]]; }
+
+# Live pids of this cluster: those kwokctl recorded (and our copy of them), plus
 # any process running one of our binaries out of this state dir, which
 # covers a crash between starting a component and recording its pid.
 cluster_pids() {
@@ -366,10 +384,10 @@ cluster_pids() {
       [[ $exe == "$BIN"/* ]] || continue
       if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$STATE/"; then echo "${p#/proc/}"; fi
     done
-  } | { grep -E '^[0-9]+$' || true; } | sort -un
+  } | { grep -E '^[0-9]+$' || true; } | sort -un | while read -r p; do
+    if ours_alive "$p"; then echo "$p"; fi
+  done
 }
-
-ours_alive() { [[ $(readlink "/proc/$1/exe" 2>/dev/null) == "$BIN"/* ]]; }
 
 cmd_down() {
   local start=$SECONDS pids pid out alive=()
