@@ -300,6 +300,7 @@ etcd_url() {
 # The lock file sits next to the state dir so `down` can remove the latter.
 lock_state() {
   [[ -n ${LOCKED:-} ]] && return
+  mkdir -p "$(dirname "$STATE")"
   exec 9>"$STATE.lock"
   flock -w 600 9 || die "could not lock $STATE.lock within 600s"
   LOCKED=1
