@@ -21,8 +21,13 @@ step "bootstrap"
 if wants smoke; then bash scripts/bootstrap.sh --smoke; else bash scripts/bootstrap.sh; fi
 
 if wants cluster || wants bench; then
-  step "local Kubernetes control plane (cached after the first build)"
+  step "local Kubernetes control plane (built once from the Go module proxy, then cached)"
   bash scripts/test-cluster.sh build
+  if ! bash scripts/test-cluster.sh status >/dev/null 2>&1; then
+    bash scripts/test-cluster.sh up
+    # Started here, so stopped here, whatever the tests do.
+    trap 'step "stopping the local cluster"; bash scripts/test-cluster.sh down' EXIT
+  fi
 fi
 
 step "static checks (ruff, mypy)"

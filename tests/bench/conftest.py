@@ -8,6 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# The benchmarks run on the local cluster: share the cluster tier's fixtures.
+from tests.cluster.conftest import kube_cluster, namespace, shared_pv
+
+__all__ = ["kube_cluster", "namespace", "shared_pv", "write_results"]
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
