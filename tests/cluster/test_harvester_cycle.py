@@ -22,21 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client as k8s
 
 from orchestrator.harvester.base import ErrorCodes
 from orchestrator.harvester.monitor import DaskHelmMonitor
 from orchestrator.harvester.submitter import DaskHelmSubmitter
 from orchestrator.harvester.sweeper import DaskHelmSweeper
 from tests.cluster.conftest import KubeCluster
+from tests.cluster.sessions import EXIT_AFTER, EXIT_CODE, IMAGE_PULL, prepare_namespace
 from tests.conftest import TOOLS_BIN
 from tests.unit.harvester_doubles import JobSpec, WorkSpec, example_params
 
-CLAIM = "filestore-dask"  # values/GOOGLE_DASK.yaml: sharedVolume.existingClaim
-PROXY_SECRET = "proxy-secret"
-EXIT_CODE = "kwok.dask-panda-session/exit-code"
-EXIT_AFTER = "kwok.dask-panda-session/exit-after"
-IMAGE_PULL = "kwok.dask-panda-session/image-pull"
 STARTUP_SECONDS = 15
 
 # behaviour -> (count, pilot annotations, expected final status)
@@ -46,33 +41,6 @@ SCENARIOS: dict[str, tuple[int, dict[str, str], str]] = {
     "image-pull": (4, {IMAGE_PULL: "fail"}, WorkSpec.ST_failed),
     "killed": (4, {}, WorkSpec.ST_cancelled),
 }
-
-
-def prepare_namespace(cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str]) -> None:
-    """What a site admin does once per namespace: the RWX claim on the share, the proxy Secret."""
-    pv = shared_pv(CLAIM)
-    core = cluster.core
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        k8s.V1PersistentVolumeClaim(
-            metadata=k8s.V1ObjectMeta(name=CLAIM),
-            spec=k8s.V1PersistentVolumeClaimSpec(
-                access_modes=["ReadWriteMany"],
-                storage_class_name="",
-                volume_name=pv,
-                resources=k8s.V1VolumeResourceRequirements(requests={"storage": "10Gi"}),
-            ),
-        ),
-    )
-    core.create_namespaced_secret(
-        namespace,
-        k8s.V1Secret(metadata=k8s.V1ObjectMeta(name=PROXY_SECRET), string_data={"x509up_u25606_prod": "x"}),
-    )
-    cluster.wait_for(
-        f"claim {CLAIM} bound",
-        lambda: core.read_namespaced_persistent_volume_claim(CLAIM, namespace).status.phase == "Bound",
-        timeout=60,
-    )
 
 
 def queue_params(cluster: KubeCluster, namespace: str, extra_values: str | None = None) -> dict[str, Any]:
