@@ -12,7 +12,7 @@ import os
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,8 +34,37 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+@pytest.fixture
+def big_node(kube_cluster: KubeCluster) -> Iterator[str]:
+    """One more kwok node without a pod limit and with a /16 of pod IPs: the test cluster's two
+    nodes (110 pods, a /24 each) hold about 40 sessions, the benchmark needs hundreds."""
+    name = "bench-node-0"
+    kube_cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {"kwok.x-k8s.io/node": "fake"},
+                "labels": {"kubernetes.io/hostname": name, "type": "kwok"},
+            },
+            "spec": {"podCIDR": "10.2.0.0/16", "podCIDRs": ["10.2.0.0/16"]},
+        }
+    )
+    kube_cluster.wait_for(
+        "the benchmark node Ready",
+        lambda: any(
+            c.type == "Ready" and c.status == "True"
+            for c in (kube_cluster.core.read_node(name).status.conditions or [])
+        ),
+        timeout=60,
+    )
+    yield name
+    kube_cluster.kubectl_run("delete", "node", name, "--wait=false")
+
+
 def test_observe_scales_with_one_list(
-    kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str], tmp_path: Path
+    kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str], tmp_path: Path, big_node: str
 ) -> None:
     prepare_namespace(kube_cluster, namespace, shared_pv)
     extra = [
