@@ -379,7 +379,8 @@ def doctor(namespace: NamespaceOpt = None) -> None:
 
     check("helm", lambda: (True, f"{CTX.settings.helm_executable} {svc.helm.version}"))
     check("cluster", lambda: (True, f"Kubernetes {svc.kube.version()}"))
-    check("namespace", lambda: (svc.kube.exists(f"/api/v1/namespaces/{ns}"), ns))
+    # Through its `default` ServiceAccount: a namespaced Role cannot read Namespace objects.
+    check("namespace", lambda: (svc.kube.exists(f"/api/v1/namespaces/{ns}/serviceaccounts/default"), ns))
 
     def permission(verb: str, resource: str, group: str) -> Callable[[], tuple[bool, str]]:
         return lambda: (svc.kube.can_i(ns, verb, resource, group), f"{group or 'core'}/{resource}")

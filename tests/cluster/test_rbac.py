@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tests.cluster.sessions import (
     service,
     values_file,
 )
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TOOLS_BIN
 
 SA = "dask-panda-session-orchestrator"
 
@@ -55,6 +56,26 @@ def test_namespaced_role_is_enough(
     assert kube.can_i(namespace, "create", "jobs", "batch")
     assert not kube.can_i("default", "list", "pods")  # nothing outside its namespace
     assert not kube.can_i(namespace, "create", "persistentvolumes")  # nothing cluster-wide
+
+    doctor = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "dask-panda-session"),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--helm",
+            str(TOOLS_BIN / "helm"),
+            "--namespace",
+            namespace,
+            "doctor",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "NO" not in doctor.stdout
+    assert "filestore-dask: Bound" in doctor.stdout
 
     svc = service(kube_cluster, namespace, kubeconfig=str(kubeconfig))
     extra = [values_file(tmp_path, "t", {**fast_timeouts(), **pilot_exits(0, after=2)})]
