@@ -1,0 +1,88 @@
+"""Time from `helm install` (plain helm, no orchestrator) to every pod Running, for one release,
+with helm 4 and helm 3, on the local cluster; written to tests/bench/results/install.json."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from tests.bench.conftest import write_results
+from tests.cluster.conftest import KubeCluster
+from tests.cluster.sessions import job, prepare_namespace
+from tests.conftest import CHART, TOOLS_BIN, VALUES_DIR
+
+ROUNDS = 3
+
+
+def test_install_to_running(
+    kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str], tmp_path: Path
+) -> None:
+    prepare_namespace(kube_cluster, namespace, shared_pv)
+    figures: dict[str, dict[str, float]] = {}
+    for binary in ("helm", "helm3"):
+        installs, running = [], []
+        for round_ in range(ROUNDS):
+            pandaid = 8000 + round_ + (10 if binary == "helm3" else 0)
+            release = f"dask-{pandaid}"
+            definition = next(iter(job(pandaid).values()))
+            definition.pop("secrets", None)
+            values = tmp_path / f"{release}.yaml"
+            values.write_text(
+                yaml.safe_dump({"job": {"pandaId": str(pandaid), "mode": "batch", "definition": definition}})
+            )
+            started = time.perf_counter()
+            subprocess.run(
+                [
+                    str(TOOLS_BIN / binary),
+                    "install",
+                    release,
+                    str(CHART),
+                    "-n",
+                    namespace,
+                    "-f",
+                    str(VALUES_DIR / "GOOGLE_DASK.yaml"),
+                    "-f",
+                    str(values),
+                ],
+                env=kube_cluster.env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=180,
+            )
+            installed = time.perf_counter()
+
+            def all_running(release: str = release) -> bool:
+                pods = kube_cluster.core.list_namespaced_pod(
+                    namespace, label_selector=f"app.kubernetes.io/instance={release}"
+                ).items
+                session = [
+                    p
+                    for p in pods
+                    if p.metadata.labels.get("app.kubernetes.io/component")
+                    in ("scheduler", "worker", "pilot")
+                ]
+                return len(session) == 5 and all(p.status.phase == "Running" for p in session)
+
+            kube_cluster.wait_for("all pods Running", all_running, timeout=60, interval=0.1)
+            done = time.perf_counter()
+            installs.append(installed - started)
+            running.append(done - started)
+            subprocess.run(
+                [str(TOOLS_BIN / binary), "uninstall", release, "-n", namespace],
+                env=kube_cluster.env,
+                capture_output=True,
+                check=True,
+            )
+        figures[binary] = {
+            "helm_install_seconds_median": round(statistics.median(installs), 2),
+            "install_to_all_pods_running_seconds_median": round(statistics.median(running), 2),
+            "rounds": ROUNDS,
+        }
+        assert all(r >= i for r, i in zip(running, installs, strict=True))
+    write_results("install", {"release": "GOOGLE_DASK values, batch, 3 workers", **figures})
