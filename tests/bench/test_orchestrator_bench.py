@@ -71,11 +71,18 @@ def test_observe_scales_with_one_list(
     kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str], tmp_path: Path, big_node: str
 ) -> None:
     prepare_namespace(kube_cluster, namespace, shared_pv)
-    extra = [
-        values_file(
-            tmp_path, "bench", {**fast_timeouts(startup=600, lifetime=7200), "tests": {"enabled": False}}
-        )
-    ]
+    # Small requests: the benchmark node's 1Ti would hold only ~200 sessions at GOOGLE_DASK's sizes.
+    tiny = {
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    }
+    bench_values = {
+        **fast_timeouts(startup=600, lifetime=7200),
+        "tests": {"enabled": False},
+        "scheduler": tiny,
+        "workers": tiny,
+        "pilot": tiny,
+    }
+    extra = [values_file(tmp_path, "bench", bench_values)]
     svc = service(kube_cluster, namespace, install_timeout=300.0)
     submit_seconds: list[float] = []
     releases: list[str] = []
