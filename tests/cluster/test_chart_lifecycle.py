@@ -36,6 +36,25 @@ def helm(
     )
 
 
+def install_chart(
+    cluster: KubeCluster, binary: str, release: str, namespace: str, values: Path
+) -> subprocess.CompletedProcess[str]:
+    """`helm install` by hand, as an operator debugging a session does: queue file + job file."""
+    return helm(
+        cluster,
+        binary,
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        "-f",
+        str(VALUES_DIR / "GOOGLE_DASK.yaml"),
+        "-f",
+        str(values),
+    )
+
+
 def job_values(tmp_path: Path, pandaid: int, mode: str, **extra: Any) -> Path:
     """A per-job values file as an operator writes it for a manual install."""
     definition = next(iter(job(pandaid, mode=mode).values()))
@@ -121,19 +140,7 @@ def test_install_test_uninstall(
         )
     values = job_values(tmp_path, pandaid, mode)
     with Recorder(kube_cluster, queue_ns) as recorder:
-        install = helm(
-            kube_cluster,
-            binary,
-            "install",
-            release,
-            str(CHART),
-            "-n",
-            queue_ns,
-            "-f",
-            str(VALUES_DIR / "GOOGLE_DASK.yaml"),
-            "-f",
-            str(values),
-        )
+        install = install_chart(kube_cluster, binary, release, queue_ns, values)
         assert install.returncode == 0, install.stderr
         kube_cluster.wait_for(
             "every pod Running",
@@ -226,19 +233,7 @@ def test_chart_made_claim_goes_with_the_release(
     values = job_values(
         tmp_path, 7200, "batch", sharedVolume={**claim, "mountPath": "/mnt/dask", "jobsDirectory": ""}
     )
-    install = helm(
-        kube_cluster,
-        "helm",
-        "install",
-        release,
-        str(CHART),
-        "-n",
-        namespace,
-        "-f",
-        str(VALUES_DIR / "GOOGLE_DASK.yaml"),
-        "-f",
-        str(values),
-    )
+    install = install_chart(kube_cluster, "helm", release, namespace, values)
     assert install.returncode == 0, install.stderr
     pvc = kube_cluster.kubectl_json("get", "pvc", f"{release}-shared", "-n", namespace)
     assert pvc["status"]["phase"] == "Bound"
@@ -261,19 +256,7 @@ def test_failing_pre_delete_hook_and_its_recovery(
     this, and also runs the cleanup step itself; see test_orchestrator.)"""
     release = "dask-7300"
     values = job_values(tmp_path, 7300, "batch", hooks={"podAnnotations": {}, "keepFailed": False})
-    install = helm(
-        kube_cluster,
-        "helm",
-        "install",
-        release,
-        str(CHART),
-        "-n",
-        queue_ns,
-        "-f",
-        str(VALUES_DIR / "GOOGLE_DASK.yaml"),
-        "-f",
-        str(values),
-    )
+    install = install_chart(kube_cluster, "helm", release, queue_ns, values)
     assert install.returncode == 0, install.stderr
     wedge = helm(
         kube_cluster,
