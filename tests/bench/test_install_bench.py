@@ -14,7 +14,8 @@ import yaml
 from tests.bench.conftest import write_results
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import job, prepare_namespace
-from tests.conftest import CHART, TOOLS_BIN, VALUES_DIR
+from tests.cluster.test_chart_lifecycle import install_chart
+from tests.conftest import TOOLS_BIN
 
 ROUNDS = 3
 
@@ -36,25 +37,8 @@ def test_install_to_running(
                 yaml.safe_dump({"job": {"pandaId": str(pandaid), "mode": "batch", "definition": definition}})
             )
             started = time.perf_counter()
-            subprocess.run(
-                [
-                    str(TOOLS_BIN / binary),
-                    "install",
-                    release,
-                    str(CHART),
-                    "-n",
-                    namespace,
-                    "-f",
-                    str(VALUES_DIR / "GOOGLE_DASK.yaml"),
-                    "-f",
-                    str(values),
-                ],
-                env=kube_cluster.env,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=180,
-            )
+            install = install_chart(kube_cluster, binary, release, namespace, values)
+            assert install.returncode == 0, install.stderr
             installed = time.perf_counter()
 
             def all_running(release: str = release) -> bool:

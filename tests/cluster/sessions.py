@@ -111,19 +111,16 @@ def job(
 
 
 def labelled(cluster: KubeCluster, namespace: str, release: str) -> list[str]:
-    """Every object of the namespace carrying the release's instance label, over every listable
-    namespaced kind the API serves (not just the kinds the orchestrator knows about)."""
+    """Every object of the namespace carrying the release's instance label."""
+    return labelled_by(cluster, namespace, f"app.kubernetes.io/instance={release}")
+
+
+def labelled_by(cluster: KubeCluster, namespace: str, selector: str) -> list[str]:
+    """Every object of the namespace matching the label selector, over every listable namespaced
+    kind the API serves (not just the kinds the orchestrator knows about)."""
     kinds = cluster.kubectl_run("api-resources", "--namespaced", "--verbs=list", "-o", "name").stdout.split()
     kinds = [k for k in kinds if k not in ("events", "events.events.k8s.io")]
     out = cluster.kubectl_run(
-        "get",
-        ",".join(kinds),
-        "-n",
-        namespace,
-        "-l",
-        f"app.kubernetes.io/instance={release}",
-        "-o",
-        "name",
-        "--ignore-not-found",
+        "get", ",".join(kinds), "-n", namespace, "-l", selector, "-o", "name", "--ignore-not-found"
     ).stdout
     return [line for line in out.splitlines() if line.strip()]

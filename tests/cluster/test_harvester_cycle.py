@@ -28,7 +28,7 @@ from orchestrator.harvester.monitor import DaskHelmMonitor
 from orchestrator.harvester.submitter import DaskHelmSubmitter
 from orchestrator.harvester.sweeper import DaskHelmSweeper
 from tests.cluster.conftest import KubeCluster
-from tests.cluster.sessions import EXIT_AFTER, EXIT_CODE, IMAGE_PULL, prepare_namespace
+from tests.cluster.sessions import EXIT_AFTER, EXIT_CODE, IMAGE_PULL, labelled_by, prepare_namespace
 from tests.conftest import TOOLS_BIN
 from tests.unit.harvester_doubles import JobSpec, WorkSpec, example_params
 
@@ -64,20 +64,7 @@ def queue_params(cluster: KubeCluster, namespace: str, extra_values: str | None 
 
 def labelled_objects(cluster: KubeCluster, namespace: str) -> list[str]:
     """Every object of the namespace labelled as ours, over every listable namespaced kind."""
-    kinds = cluster.kubectl_run("api-resources", "--namespaced", "--verbs=list", "-o", "name").stdout.split()
-    kinds = [k for k in kinds if k not in ("events", "events.events.k8s.io")]
-    out = cluster.kubectl_run(
-        "get",
-        ",".join(kinds),
-        "-n",
-        namespace,
-        "-l",
-        "app.kubernetes.io/name=dask-panda-session",
-        "-o",
-        "name",
-        "--ignore-not-found",
-    ).stdout
-    return [line for line in out.splitlines() if line.strip()]
+    return labelled_by(cluster, namespace, "app.kubernetes.io/name=dask-panda-session")
 
 
 class Harvester:
