@@ -29,6 +29,7 @@ from orchestrator.errors import DaskPandaSessionError, InputError
 __all__ = [
     "Helm",
     "HelmError",
+    "HelmReleaseExists",
     "HelmReleaseInfo",
     "HelmRenderError",
     "HelmTimeout",
@@ -48,6 +49,10 @@ class HelmError(DaskPandaSessionError):
 
 class HelmRenderError(HelmError, InputError):
     """The chart refused the values (schema or a `fail` check): bad input, nothing was created."""
+
+
+class HelmReleaseExists(HelmError):
+    """`helm install` found the release name in use: another submitter made it (not ours to undo)."""
 
 
 class HelmUnavailable(HelmError):
