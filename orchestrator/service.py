@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,14 @@ from orchestrator import kube as kube_mod
 from orchestrator import session as session_mod
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.job import PandaJob, parse_job
-from orchestrator.session import Phase, SessionState, derive_session, group_pods_by_release
+from orchestrator.session import (
+    DEADLINE_REASONS,
+    Phase,
+    SessionState,
+    apply_deadline,
+    derive_session,
+    group_pods_by_release,
+)
 from orchestrator.values import QueueConfig, RenderedValues, load_queue, render_values, secret_name
 
 __all__ = [
@@ -379,10 +386,16 @@ class SessionService:
     def overdue(
         self, states: Mapping[str, SessionState], *, namespace: str | None = None, now: datetime | None = None
     ) -> dict[str, str]:
-        """{release: reason} of observed sessions that a deadline ended (`observe` applies the
-        deadlines to the pods it listed, so this makes no API call). These must be killed."""
+        """{release: reason} of observed sessions that a deadline ended, live or final, whatever
+        the reason reported (a startup timeout ends a session as ImagePullBackOff, Unschedulable,
+        ...): `SessionState.deadline` says so. `observe` applies the deadlines to the pods it
+        listed, so this makes no API call. These must be killed."""
         del namespace, now
-        return {r: str(s.reason) for r, s in states.items() if s.final and s.reason in DEADLINE_REASONS}
+        return {
+            r: str(s.reason)
+            for r, s in states.items()
+            if s.deadline is not None or (s.final and s.reason in DEADLINE_REASONS)
+        }
 
     def enforce_deadlines(
         self, *, namespace: str | None = None, now: datetime | None = None
@@ -440,30 +453,6 @@ class SessionService:
             if value and str(value).isdigit():
                 return float(value)
         return self.settings.default_lifetime_seconds
-
-
-# What a deadline verdict does to a live session: the phase it ends in and the reason reported.
-DEADLINE_OUTCOME: dict[str, tuple[Phase, str]] = {
-    session_mod.Reason.LIFETIME_EXCEEDED: (Phase.FAILED, session_mod.Reason.DEADLINE_EXCEEDED),
-    session_mod.Reason.STARTUP_TIMEOUT: (Phase.FAILED, session_mod.Reason.STARTUP_TIMEOUT),
-    session_mod.Reason.LEASE_EXPIRED: (Phase.FINISHED, session_mod.Reason.LEASE_EXPIRED),
-}
-DEADLINE_REASONS = frozenset(reason for _, reason in DEADLINE_OUTCOME.values())
-
-
-def apply_deadline(state: SessionState, pods: Sequence[Mapping[str, Any]], now: datetime) -> SessionState:
-    """A live session past its lifetime, lease or startup timeout is reported as ended (pure).
-
-    The lifetime ends as failed/DeadlineExceeded (what Kubernetes' activeDeadlineSeconds reports),
-    the interactive lease as finished/LeaseExpired (the pilot's own lease semantics), a startup
-    that never finished as failed/StartupTimeout. The caller then kills the release.
-    """
-    verdict = session_mod.deadline_verdict(state, pods, now)
-    if verdict is None:
-        return state
-    phase, reason = DEADLINE_OUTCOME[verdict]
-    message = f"{verdict}: ended by the orchestrator ({state.message})" if state.message else verdict
-    return replace(state, phase=phase, reason=reason, message=message)
 
 
 def _created(obj: Mapping[str, Any]) -> datetime | None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.session import (
+    CLOCK_SKEW_TOLERANCE,
     MAX_RESTARTS,
     Phase,
     Reason,
@@ -27,6 +28,7 @@ NS = "sessions"
 STARTUP = 300
 LEASE = 3600
 LIFETIME = 86400
+SKEW = CLOCK_SKEW_TOLERANCE  # every limit counts only when exceeded by more than this
 
 
 def at(seconds: float) -> datetime:
@@ -206,7 +208,7 @@ def test_only_prepare_hook_running_is_starting() -> None:
     assert state.timings.submitted == at(-5)
 
 
-@pytest.mark.parametrize(("now", "phase"), [(60, Phase.STARTING), (STARTUP + 1, Phase.FAILED)])
+@pytest.mark.parametrize(("now", "phase"), [(60, Phase.STARTING), (STARTUP + SKEW + 1, Phase.FAILED)])
 def test_failed_prepare_hook_explains_the_startup(now: float, phase: Phase) -> None:
     hook = pod("prepare", phase="Failed", state=terminated(2, finished=8))
     state = derive([hook], now=now, startup_timeout=STARTUP)
@@ -254,12 +256,15 @@ def test_a_worker_that_cannot_start_is_reported_while_running() -> None:
     assert "ImagePullBackOff" in state.message
 
 
-def test_a_worker_that_never_started_fails_the_session_after_the_startup_timeout() -> None:
+def test_one_worker_that_never_started_is_a_shortfall_after_the_startup_timeout() -> None:
+    # another worker is Ready: the session computes, with fewer workers
     pods = batch()
     pods[2] = worker(1, phase="Pending", state=waiting("ImagePullBackOff", "Back-off pulling image"))
     state = derive(pods, now=STARTUP * 10)
-    assert (state.phase, state.reason) == (Phase.FAILED, "ImagePullBackOff")
-    assert "1/2 workers ready within the startup timeout" in state.message
+    assert (state.phase, state.reason) == (Phase.RUNNING, "ImagePullBackOff")
+    assert state.deadline is None
+    assert "1/2 workers ready" in state.message
+    assert f"{REL}-worker-1" in state.message
 
 
 def test_running_with_fewer_workers_but_no_problem_stays_running() -> None:
@@ -402,7 +407,7 @@ def test_interactive_jupyterlab_succeeded_is_finished() -> None:
 def test_finished_batch_stays_finished_when_other_pods_hit_the_deadline() -> None:
     pods = batch(terminated(0, finished=400), pilot_phase="Succeeded")
     pods[1] = worker(0, phase="Failed", reason="DeadlineExceeded", state=terminated(137))
-    assert derive(pods, now=LIFETIME + 10).phase == Phase.FINISHED
+    assert derive(pods, now=LIFETIME + SKEW + 10).phase == Phase.FINISHED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,7 +532,7 @@ def not_started(component_pod: dict[str, Any]) -> list[dict[str, Any]]:
         "CrashLoopBackOff",
     ],
 )
-@pytest.mark.parametrize(("now", "phase"), [(STARTUP - 1, Phase.STARTING), (STARTUP + 1, Phase.FAILED)])
+@pytest.mark.parametrize(("now", "phase"), [(STARTUP - 1, Phase.STARTING), (STARTUP + SKEW + 1, Phase.FAILED)])
 def test_waiting_reasons(waiting_reason: str, now: float, phase: Phase) -> None:
     scheduler = pod("scheduler", phase="Pending", state=waiting(waiting_reason, "detail here"))
     state = derive(not_started(scheduler), now=now)
@@ -551,12 +556,12 @@ def test_init_container_waiting_reason_counts() -> None:
         state=waiting("PodInitializing"),
         init=[{"name": "wait-for-scheduler", "state": waiting("ErrImagePull")}],
     )
-    state = derive([pod("scheduler"), pilot], now=STARTUP + 1)
+    state = derive([pod("scheduler"), pilot], now=STARTUP + SKEW + 1)
     assert (state.phase, state.reason) == (Phase.FAILED, Reason.ERR_IMAGE_PULL)
     assert "wait-for-scheduler" in state.message
 
 
-@pytest.mark.parametrize(("now", "phase"), [(10, Phase.STARTING), (STARTUP + 1, Phase.FAILED)])
+@pytest.mark.parametrize(("now", "phase"), [(10, Phase.STARTING), (STARTUP + SKEW + 1, Phase.FAILED)])
 def test_unschedulable(now: float, phase: Phase) -> None:
     cond = {
         "type": "PodScheduled",
@@ -574,7 +579,7 @@ def test_unschedulable(now: float, phase: Phase) -> None:
 
 @pytest.mark.parametrize(
     ("now", "phase", "reason"),
-    [(10, Phase.STARTING, None), (STARTUP + 1, Phase.FAILED, Reason.STARTUP_TIMEOUT)],
+    [(10, Phase.STARTING, None), (STARTUP + SKEW + 1, Phase.FAILED, Reason.STARTUP_TIMEOUT)],
 )
 def test_stuck_container_creating(now: float, phase: Phase, reason: str | None) -> None:
     scheduler = pod("scheduler", phase="Pending", state=waiting("ContainerCreating"))
@@ -593,7 +598,7 @@ def mount_event(pod_name: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize(("now", "phase"), [(60, Phase.STARTING), (STARTUP + 1, Phase.FAILED)])
+@pytest.mark.parametrize(("now", "phase"), [(60, Phase.STARTING), (STARTUP + SKEW + 1, Phase.FAILED)])
 def test_failed_mount_from_events(now: float, phase: Phase) -> None:
     scheduler = pod("scheduler", phase="Pending", state=waiting("ContainerCreating"))
     unrelated = {**mount_event("someone-else"), "reason": "FailedMount"}
@@ -604,13 +609,13 @@ def test_failed_mount_from_events(now: float, phase: Phase) -> None:
 
 def test_events_of_other_pods_do_not_refine() -> None:
     scheduler = pod("scheduler", phase="Pending", state=waiting("ContainerCreating"))
-    state = derive(not_started(scheduler), now=STARTUP + 1, events=[mount_event("someone-else")])
+    state = derive(not_started(scheduler), now=STARTUP + SKEW + 1, events=[mount_event("someone-else")])
     assert state.reason == Reason.STARTUP_TIMEOUT
 
 
 def test_nothing_specific_after_timeout_is_startup_timeout() -> None:
     scheduler = pod("scheduler", ready=False)  # running, never Ready
-    state = derive(not_started(scheduler), now=STARTUP + 1)
+    state = derive(not_started(scheduler), now=STARTUP + SKEW + 1)
     assert (state.phase, state.reason) == (Phase.FAILED, Reason.STARTUP_TIMEOUT)
 
 
@@ -619,13 +624,13 @@ def test_scheduler_crashloop_during_startup_goes_by_the_startup_timeout() -> Non
         "scheduler", ready=False, restarts=5, state=waiting("CrashLoopBackOff"), last_state=terminated(1)
     )
     assert derive(not_started(scheduler), now=60).phase == Phase.STARTING
-    assert derive(not_started(scheduler), now=STARTUP + 1).reason == Reason.CRASH_LOOP_BACK_OFF
+    assert derive(not_started(scheduler), now=STARTUP + SKEW + 1).reason == Reason.CRASH_LOOP_BACK_OFF
 
 
 def test_startup_timeout_argument_overrides_the_annotation() -> None:
     scheduler = pod("scheduler", phase="Pending", state=waiting("ImagePullBackOff"))
     pods = not_started(scheduler)
-    assert derive(pods, now=100, startup_timeout=50).phase == Phase.FAILED
+    assert derive(pods, now=50 + SKEW + 1, startup_timeout=50).phase == Phase.FAILED
     assert derive(pods, now=STARTUP * 2, startup_timeout=STARTUP * 3).phase == Phase.STARTING
 
 
@@ -646,9 +651,8 @@ def test_scheduler_problem_is_reported_before_a_worker_problem() -> None:
 # deletion and orphans
 
 
-def test_deleting_pod_is_cancelled() -> None:
-    pods = batch()
-    pods[1] = worker(0, deleting=50)
+def test_deleting_scheduler_is_cancelled() -> None:
+    pods = replace(batch(), "scheduler", pod("scheduler", deleting=50))
     state = derive(pods, now=60)
     assert (state.phase, state.reason) == (Phase.CANCELLED, Reason.DELETING)
 
@@ -857,16 +861,16 @@ def live(phase: Phase = Phase.RUNNING, mode: str = "batch", **timings: datetime 
     ("state", "now", "verdict"),
     [
         (live(), 100, None),
-        (live(), LIFETIME + 1, Reason.LIFETIME_EXCEEDED),
-        (live(mode="interactive"), LIFETIME + 1, Reason.LIFETIME_EXCEEDED),
+        (live(), LIFETIME + SKEW + 1, Reason.LIFETIME_EXCEEDED),
+        (live(mode="interactive"), LIFETIME + SKEW + 1, Reason.LIFETIME_EXCEEDED),
         (live(), LEASE + 100, None),  # batch sessions have no lease
-        (live(mode="interactive"), 25 + LEASE, None),
-        (live(mode="interactive"), 25 + LEASE + 1, Reason.LEASE_EXPIRED),
-        (live(mode="interactive", pilot_started=None), 20 + LEASE + 1, Reason.LEASE_EXPIRED),
+        (live(mode="interactive"), 25 + LEASE + SKEW, None),
+        (live(mode="interactive"), 25 + LEASE + SKEW + 1, Reason.LEASE_EXPIRED),
+        (live(mode="interactive", pilot_started=None), 20 + LEASE + SKEW + 1, Reason.LEASE_EXPIRED),
         (live(mode="interactive", pilot_started=None, scheduler_ready=None), LEASE * 2, None),
-        (live(Phase.STARTING, pilot_started=None, scheduler_ready=None), STARTUP + 1, Reason.STARTUP_TIMEOUT),
+        (live(Phase.STARTING, pilot_started=None, scheduler_ready=None), STARTUP + SKEW + 1, Reason.STARTUP_TIMEOUT),
         (live(Phase.STARTING), STARTUP - 1, None),
-        (live(Phase.RUNNING), STARTUP + 1, None),
+        (live(Phase.RUNNING), STARTUP + SKEW + 1, None),
         (live(Phase.FINISHED), LIFETIME * 2, None),
         (live(Phase.FAILED), LIFETIME * 2, None),
         (live(Phase.CANCELLED), LIFETIME * 2, None),
@@ -881,8 +885,8 @@ def test_deadline_verdict_reads_pod_annotations() -> None:
     pods = interactive()
     state = derive(pods)
     assert deadline_verdict(state, pods, at(60)) is None
-    assert deadline_verdict(state, pods, at(25 + LEASE + 1)) == Reason.LEASE_EXPIRED
-    assert deadline_verdict(state, pods, at(LIFETIME + 1)) == Reason.LIFETIME_EXCEEDED
+    assert deadline_verdict(state, pods, at(25 + LEASE + SKEW + 1)) == Reason.LEASE_EXPIRED
+    assert deadline_verdict(state, pods, at(LIFETIME + SKEW + 1)) == Reason.LIFETIME_EXCEEDED
 
 
 def test_deadline_verdict_without_annotations_never_kills() -> None:

@@ -1,0 +1,358 @@
+"""Reading pod dicts (Kubernetes API JSON, camelCase) defensively, ONCE per pod.
+
+A missing or odd field means "not known", never a crash. :func:`read_pod` turns one pod into a
+frozen :class:`PodView` holding everything the rules ask about (component, phase, readiness,
+the main container's status, deletion, timestamps), so the rules never parse labels and
+conditions again: the monitor derives every session of a namespace from one LIST (thousands of
+pods) each cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from orchestrator.session.vocabulary import (
+    APP_NAME,
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    NAME_LABEL,
+    SESSION_COMPONENTS,
+    Reason,
+)
+
+Pod = Mapping[str, Any]
+
+MESSAGE_MAX: Final = 400
+
+WAITING_PROBLEMS: Final = frozenset(
+    {
+        Reason.IMAGE_PULL_BACK_OFF,
+        Reason.ERR_IMAGE_PULL,
+        Reason.INVALID_IMAGE_NAME,
+        Reason.CREATE_CONTAINER_CONFIG_ERROR,
+        Reason.CREATE_CONTAINER_ERROR,
+        Reason.CRASH_LOOP_BACK_OFF,
+    }
+)
+CREATING: Final = frozenset({"ContainerCreating", "PodInitializing"})
+MOUNT_EVENTS: Final = frozenset({"FailedMount", "FailedAttachVolume"})
+# conditions whose transition marks the pod's start; a Ready=False later than all of them means
+# the pod was Ready before and lost it
+_START_CONDITIONS: Final = ("PodScheduled", "Initialized", "PodReadyToStartContainers")
+
+
+# --------------------------------------------------------------------------------------------
+# scalar readers
+
+
+def get(obj: object, *keys: str) -> Any:
+    """``obj[k1][k2]...`` or None as soon as a level is not a mapping."""
+    for key in keys:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 timestamp as an aware datetime (naive taken as UTC); anything else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def aware(now: datetime) -> datetime:
+    """``now`` as an aware datetime; a naive one is taken as UTC (Kubernetes times are UTC)."""
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+
+
+def to_int(value: object) -> int | None:
+    """An int from an int or a numeric string (annotations are strings); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def to_seconds(value: object) -> float | None:
+    """A number of seconds from a number or a numeric string; else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def clip(text: str) -> str:
+    """One line, bounded: messages end up in Harvester's 256-char diagnostics and table cells."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MESSAGE_MAX else flat[: MESSAGE_MAX - 3] + "..."
+
+
+def terminated(status: Mapping[str, Any] | None, *, last: bool = False) -> Mapping[str, Any] | None:
+    """The ``terminated`` block of a container status' current (or last) state."""
+    value = get(status, "lastState" if last else "state", "terminated")
+    return value if isinstance(value, Mapping) else None
+
+
+def describe(ended: Mapping[str, Any]) -> str:
+    """``exited with code N (Reason)`` for a terminated block."""
+    code = to_int(ended.get("exitCode"))
+    reason = ended.get("reason")
+    text = f"exited with code {code}"
+    return f"{text} ({reason})" if isinstance(reason, str) and reason else text
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _mappings(value: object) -> tuple[Mapping[str, Any], ...]:
+    return tuple(v for v in value if isinstance(v, Mapping)) if isinstance(value, list) else ()
+
+
+# --------------------------------------------------------------------------------------------
+# one pod, read once
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    """What the rules need to know about one pod, read once from its dict.
+
+    ``was_ready`` is True when the pod is Ready now, or its Ready condition turned False after
+    the pod had started (later than its PodScheduled/Initialized transitions): it was Ready and
+    lost it. A pod that never became Ready keeps the Ready=False transition of its start. (Same
+    second transitions cannot be told apart; such a pod counts as never Ready.)
+    ``skew_behind`` is how many seconds the earliest kubelet timestamp lies before the pod's
+    own creationTimestamp (impossible without a node clock running behind the API server's).
+    """
+
+    raw: Mapping[str, Any]
+    name: str
+    component: str | None
+    instance: str | None
+    labels: Mapping[str, Any]
+    annotations: Mapping[str, Any]
+    phase: str | None
+    reason: str | None
+    status_message: str | None
+    created: datetime | None
+    deletion_timestamp: datetime | None
+    deletion_requested: datetime | None
+    ready: bool
+    ready_since: datetime | None
+    was_ready: bool
+    scheduled: Mapping[str, Any] | None
+    main: Mapping[str, Any] | None
+    containers: tuple[Mapping[str, Any], ...]
+    init_containers: tuple[Mapping[str, Any], ...]
+    latest_transition: datetime | None
+    latest_time: datetime | None
+    skew_behind: float
+
+    @property
+    def deleting(self) -> bool:
+        """A delete was requested (drain, eviction, preemption, ``kubectl delete``, uninstall)."""
+        return self.deletion_timestamp is not None
+
+    @property
+    def restarts(self) -> int:
+        return to_int(get(self.main, "restartCount")) or 0
+
+    def failure_counts(self, when: datetime | None) -> bool:
+        """A failure counts unless the pod is being deleted and it did not clearly happen before."""
+        return self.deletion_requested is None or (when is not None and when < self.deletion_requested)
+
+    def failure_time(self) -> datetime | None:
+        """The main container's finishedAt, else the pod's latest condition transition."""
+        ended = parse_time(get(terminated(self.main), "finishedAt"))
+        return ended if ended is not None else self.latest_transition
+
+
+def read_pod(pod: Pod) -> PodView:
+    """Read one pod dict (any shape) into a :class:`PodView`."""
+    metadata = _mapping(get(pod, "metadata"))
+    status = _mapping(get(pod, "status"))
+    labels = _mapping(metadata.get("labels"))
+    component = labels.get(COMPONENT_LABEL)
+    component = component if isinstance(component, str) else None
+    instance = labels.get(INSTANCE_LABEL)
+    name = metadata.get("name")
+
+    conditions = {
+        c.get("type"): c for c in _mappings(status.get("conditions")) if isinstance(c.get("type"), str)
+    }
+    ready_condition = conditions.get("Ready")
+    ready = ready_condition is not None and ready_condition.get("status") == "True"
+    ready_changed = parse_time(get(ready_condition, "lastTransitionTime"))
+    start_times = [parse_time(get(conditions.get(kind), "lastTransitionTime")) for kind in _START_CONDITIONS]
+    started = max((t for t in start_times if t is not None), default=None)
+    was_ready = ready or (ready_changed is not None and started is not None and ready_changed > started)
+    transitions = [parse_time(c.get("lastTransitionTime")) for c in conditions.values()]
+    latest_transition = max((t for t in transitions if t is not None), default=None)
+
+    containers = _mappings(status.get("containerStatuses"))
+    init_containers = _mappings(status.get("initContainerStatuses"))
+    main = next((c for c in containers if c.get("name") == component), containers[0] if containers else None)
+
+    kubelet: list[datetime | None] = [*transitions, parse_time(status.get("startTime"))]
+    for container in (*containers, *init_containers):
+        for state in ("state", "lastState"):
+            for kind in ("running", "terminated"):
+                block = get(container, state, kind)
+                kubelet.append(parse_time(get(block, "startedAt")))
+                kubelet.append(parse_time(get(block, "finishedAt")))
+    known = [t for t in kubelet if t is not None]
+    created = parse_time(metadata.get("creationTimestamp"))
+    skew_behind = max(0.0, (created - min(known)).total_seconds()) if created and known else 0.0
+
+    deletion_timestamp = parse_time(metadata.get("deletionTimestamp"))
+    deletion_requested = None
+    if deletion_timestamp is not None:
+        grace = to_int(metadata.get("deletionGracePeriodSeconds")) or 0
+        deletion_requested = deletion_timestamp - timedelta(seconds=max(grace, 0))
+
+    pod_reason = status.get("reason")
+    pod_message = status.get("message")
+    return PodView(
+        raw=pod,
+        name=name if isinstance(name, str) else "?",
+        component=component,
+        instance=instance if isinstance(instance, str) else None,
+        labels=labels,
+        annotations=_mapping(metadata.get("annotations")),
+        phase=status.get("phase") if isinstance(status.get("phase"), str) else None,
+        reason=pod_reason if isinstance(pod_reason, str) and pod_reason else None,
+        status_message=pod_message if isinstance(pod_message, str) and pod_message else None,
+        created=created,
+        deletion_timestamp=deletion_timestamp,
+        deletion_requested=deletion_requested,
+        ready=ready,
+        ready_since=ready_changed if ready else None,
+        was_ready=was_ready,
+        scheduled=conditions.get("PodScheduled"),
+        main=main,
+        containers=containers,
+        init_containers=init_containers,
+        latest_transition=latest_transition,
+        latest_time=max((t for t in (*known, created) if t is not None), default=None),
+        skew_behind=skew_behind,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# many pods
+
+
+def group_pods_by_release(pods: Iterable[Pod]) -> dict[str, list[dict[str, Any]]]:
+    """Pods of this chart (name label ``dask-panda-session``) keyed by their instance label.
+
+    Hook and test pods are kept in their release's group: the rules ignore them for the phase
+    but use them to explain a failure (a failed prepare hook) or a deletion in progress (the
+    pre-delete cleanup hook). Pods of other applications are dropped.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for pod in pods:
+        labels = _mapping(get(pod, "metadata", "labels"))
+        release = labels.get(INSTANCE_LABEL)
+        if labels.get(NAME_LABEL) != APP_NAME or not isinstance(release, str) or not release:
+            continue
+        groups.setdefault(release, []).append(dict(pod))
+    return groups
+
+
+def merged_annotations(views: Iterable[PodView]) -> dict[str, Any]:
+    """The annotations of the given pods, the first pod's value winning."""
+    merged: dict[str, Any] = {}
+    for view in views:
+        for key, value in view.annotations.items():
+            merged.setdefault(key, value)
+    return merged
+
+
+def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
+    """The merged annotations of the session pods (hooks and tests left out)."""
+    views = (p if isinstance(p, PodView) else read_pod(p) for p in pods)
+    return merged_annotations(v for v in views if v.component in SESSION_COMPONENTS)
+
+
+def pod_events(events: Sequence[Mapping[str, Any]] | None, view: PodView) -> list[Mapping[str, Any]]:
+    """The events about one pod (by name)."""
+    if not events:
+        return []
+    return [e for e in events if isinstance(e, Mapping) and get(e, "involvedObject", "name") == view.name]
+
+
+def problem(view: PodView, events: Sequence[Mapping[str, Any]] | None) -> tuple[str | None, str] | None:
+    """What keeps one pod from running: (reason, or None for "just stuck", message), or None.
+
+    A failed hook; PodScheduled=False (``Unschedulable``); a waiting reason of an init or main
+    container in :data:`WAITING_PROBLEMS` (``OOMKilled`` for a crash loop of an OOM-killed
+    container); ``FailedMount`` when an event says so; a container stuck in ContainerCreating.
+    """
+    name, component = view.name, view.component or "session"
+    if component in ("prepare", "cleanup") and view.phase == "Failed":
+        detail = ""
+        for status in view.containers:
+            ended = terminated(status)
+            if ended is not None:
+                detail = f": container {status.get('name')} {describe(ended)}"
+        return Reason.HOOK_FAILED, f"{component} hook pod {name} failed{detail}"
+    scheduled = view.scheduled
+    if scheduled is not None and scheduled.get("status") == "False":
+        detail = scheduled.get("message") or scheduled.get("reason") or "not scheduled"
+        if scheduled.get("reason") == Reason.UNSCHEDULABLE:
+            return Reason.UNSCHEDULABLE, f"{component} pod {name} is unschedulable: {detail}"
+        return None, f"{component} pod {name} is not scheduled yet: {detail}"
+    creating: str | None = None
+    for status in (*view.init_containers, *view.containers):
+        waiting = get(status, "state", "waiting")
+        reason = get(waiting, "reason")
+        if not isinstance(reason, str):
+            continue
+        message = get(waiting, "message")
+        where = f"container {status.get('name')} of {component} pod {name}"
+        if reason in WAITING_PROBLEMS:
+            last = terminated(status, last=True)
+            if reason == Reason.CRASH_LOOP_BACK_OFF and last is not None:
+                text = f"{where}: CrashLoopBackOff, last {describe(last)}"
+                if last.get("reason") == Reason.OOM_KILLED:
+                    return Reason.OOM_KILLED, text
+                return reason, text
+            return reason, f"{where}: {reason}" + (
+                f": {message}" if isinstance(message, str) and message else ""
+            )
+        if reason in CREATING and creating is None:
+            creating = f"{where} is still {reason}"
+    if creating is not None or view.phase == "Pending":
+        for event in pod_events(events, view):
+            if event.get("reason") in MOUNT_EVENTS:
+                return (
+                    Reason.FAILED_MOUNT,
+                    f"{component} pod {name}: {event.get('reason')}: {event.get('message')}",
+                )
+        if creating is not None:
+            return None, creating
+    return None
