@@ -141,10 +141,11 @@ def _mappings(value: object) -> tuple[Mapping[str, Any], ...]:
 class PodView:
     """What the rules need to know about one pod, read once from its dict.
 
-    ``was_ready`` is True when the pod is Ready now, or its Ready condition turned False after
-    the pod had started (later than its PodScheduled/Initialized transitions): it was Ready and
-    lost it. A pod that never became Ready keeps the Ready=False transition of its start. (Same
-    second transitions cannot be told apart; such a pod counts as never Ready.)
+    ``was_ready`` is True when the pod is Ready now, or a container of it has run and its Ready
+    condition turned False after the pod had started (later than its PodScheduled/Initialized
+    transitions): it was Ready and lost it. A pod that never became Ready keeps the Ready=False
+    transition of its start. (Transitions within one second cannot be told apart; such a pod
+    counts as never Ready.)
     ``skew_behind`` is how many seconds the earliest kubelet timestamp lies before the pod's
     own creationTimestamp (impossible without a node clock running behind the API server's).
     """
@@ -209,11 +210,17 @@ def read_pod(pod: Pod) -> PodView:
     ready_changed = parse_time(get(ready_condition, "lastTransitionTime"))
     start_times = [parse_time(get(conditions.get(kind), "lastTransitionTime")) for kind in _START_CONDITIONS]
     started = max((t for t in start_times if t is not None), default=None)
-    was_ready = ready or (ready_changed is not None and started is not None and ready_changed > started)
+    containers = _mappings(status.get("containerStatuses"))
+    ran = any(
+        isinstance(get(c, "state", "running"), Mapping) or terminated(c) or terminated(c, last=True)
+        for c in containers
+    )
+    was_ready = ready or (
+        ran and ready_changed is not None and started is not None and ready_changed > started
+    )
     transitions = [parse_time(c.get("lastTransitionTime")) for c in conditions.values()]
     latest_transition = max((t for t in transitions if t is not None), default=None)
 
-    containers = _mappings(status.get("containerStatuses"))
     init_containers = _mappings(status.get("initContainerStatuses"))
     main = next((c for c in containers if c.get("name") == component), containers[0] if containers else None)
 

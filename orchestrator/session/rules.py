@@ -58,6 +58,7 @@ from orchestrator.session.vocabulary import (
     Reason,
     SessionState,
     Timings,
+    iso,
 )
 
 _GONE: Final = frozenset({"Failed", "Succeeded"})
@@ -387,11 +388,12 @@ def _worker_shortfall(ctx: Context) -> list[tuple[str | None, str]]:
     """(reason or None, note) for every worker that is not Ready, and for missing worker pods."""
     found: list[tuple[str | None, str]] = []
     for pod in ctx.workers:
-        if pod.ready:
+        if pod.ready and not pod.deleting:
             continue
-        before = " (it was Ready before)" if pod.was_ready else ""
+        before = " (still Ready)" if pod.ready else " (it was Ready before)" if pod.was_ready else ""
         if pod.deleting:
-            found.append((Reason.WORKER_TERMINATING, f"worker pod {pod.name} is terminating{before}"))
+            since = f" since {iso(pod.deletion_requested)}" if pod.deletion_requested else ""
+            found.append((Reason.WORKER_TERMINATING, f"worker pod {pod.name} is terminating{since}{before}"))
         elif pod.phase in _GONE:
             why = f" ({pod.reason})" if pod.reason else ""
             detail = f": {pod.status_message}" if pod.status_message else ""
@@ -470,7 +472,8 @@ def build_context(
 
     created = [v.created for v in session + hooks if v.component != CLEANUP]
     submitted = min((t for t in created if t is not None), default=None)
-    ready_workers = tuple(v for v in workers if v.ready)
+    # a worker being deleted is on its way out (its endpoints are already removed): not counted
+    ready_workers = tuple(v for v in workers if v.ready and not v.deleting)
     wanted = to_int(annotations.get(ANN_WORKERS_WANTED))
     pilot_main = pilot.main if pilot is not None else None
     pilot_ended = terminated(pilot_main)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from orchestrator.session import (
-    CLOCK_SKEW_TOLERANCE,
     MAX_RESTARTS,
     Phase,
     Reason,
@@ -20,169 +18,26 @@ from orchestrator.session import (
     derive_session,
     group_pods_by_release,
 )
-
-PODS = Path(__file__).parent / "data" / "pods"
-T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
-REL = "dask-42"
-NS = "sessions"
-STARTUP = 300
-LEASE = 3600
-LIFETIME = 86400
-SKEW = CLOCK_SKEW_TOLERANCE  # every limit counts only when exceeded by more than this
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def ts(seconds: float) -> str:
-    return at(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# ---------------------------------------------------------------------------------------------
-# factories: small pod dicts in the Kubernetes API JSON shape
-
-
-def running(started: float = 10) -> dict[str, Any]:
-    return {"running": {"startedAt": ts(started)}}
-
-
-def waiting(reason: str, message: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"reason": reason}
-    if message is not None:
-        body["message"] = message
-    return {"waiting": body}
-
-
-def terminated(
-    code: int, reason: str | None = None, started: float = 10, finished: float = 100
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"exitCode": code, "startedAt": ts(started), "finishedAt": ts(finished)}
-    body["reason"] = reason or ("Completed" if code == 0 else "Error")
-    return {"terminated": body}
-
-
-def pod(
-    component: str,
-    *,
-    release: str = REL,
-    name: str | None = None,
-    mode: str = "batch",
-    phase: str = "Running",
-    ready: bool | None = None,
-    ready_at: float = 20,
-    created: float = 0,
-    state: dict[str, Any] | None = None,
-    last_state: dict[str, Any] | None = None,
-    restarts: int = 0,
-    init: list[dict[str, Any]] | None = None,
-    reason: str | None = None,
-    message: str | None = None,
-    scheduled: dict[str, Any] | None = None,
-    deleting: float | None = None,
-    grace: int = 30,
-    annotations: dict[str, str] | None = None,
-    wanted: int = 2,
-    startup: int | None = STARTUP,
-) -> dict[str, Any]:
-    """One pod of a release; defaults describe a healthy running session pod."""
-    ann = {
-        "dask-panda-session/scheduler-address": f"tcp://{release}-scheduler.{NS}.svc.cluster.local:8786",
-        "dask-panda-session/dashboard-url": f"http://{release}-scheduler.{NS}.svc.cluster.local:8787/status",
-        "dask-panda-session/workers-wanted": str(wanted),
-        "dask-panda-session/lease-seconds": str(LEASE),
-        "dask-panda-session/lifetime-seconds": str(LIFETIME),
-    }
-    if startup is not None:
-        ann["dask-panda-session/startup-seconds"] = str(startup)
-    if mode == "interactive":
-        ann["dask-panda-session/jupyter-url"] = f"http://{release}-jupyterlab.{NS}:8888/lab"
-    ann.update(annotations or {})
-    metadata: dict[str, Any] = {
-        "name": name or f"{release}-{component}",
-        "namespace": NS,
-        "creationTimestamp": ts(created),
-        "labels": {
-            "app.kubernetes.io/name": "dask-panda-session",
-            "app.kubernetes.io/instance": release,
-            "app.kubernetes.io/component": component,
-            "dask-panda-session/pandaid": "42",
-            "dask-panda-session/mode": mode,
-            "dask-panda-session/queue": "GOOGLE_DASK",
-            "dask-panda-session/worker-id": "7",
-        },
-        "annotations": ann,
-    }
-    if deleting is not None:
-        metadata["deletionTimestamp"] = ts(deleting + grace)
-        metadata["deletionGracePeriodSeconds"] = grace
-    if state is None:
-        state = running() if phase == "Running" else {"waiting": {"reason": "ContainerCreating"}}
-    if ready is None:
-        ready = phase == "Running" and "running" in state
-    conditions: list[dict[str, Any]] = [
-        scheduled or {"type": "PodScheduled", "status": "True", "lastTransitionTime": ts(created)},
-        {
-            "type": "Ready",
-            "status": "True" if ready else "False",
-            "lastTransitionTime": ts(ready_at if ready else created),
-        },
-    ]
-    container = {
-        "name": component,
-        "state": state,
-        "lastState": last_state or {},
-        "ready": ready,
-        "restartCount": restarts,
-    }
-    status: dict[str, Any] = {"phase": phase, "conditions": conditions, "containerStatuses": [container]}
-    if init is not None:
-        status["initContainerStatuses"] = init
-    if reason is not None:
-        status["reason"] = reason
-    if message is not None:
-        status["message"] = message
-    return {"metadata": metadata, "status": status}
-
-
-def worker(i: int, **kwargs: Any) -> dict[str, Any]:
-    kwargs.setdefault("ready_at", 30 + i)
-    return pod("worker", name=f"{REL}-worker-{i}", **kwargs)
-
-
-def batch(
-    pilot_state: dict[str, Any] | None = None, pilot_phase: str = "Running", **pilot_kwargs: Any
-) -> list[dict[str, Any]]:
-    """A batch session: scheduler, two workers, pilot (running unless told)."""
-    return [
-        pod("scheduler", ready_at=20),
-        worker(0),
-        worker(1),
-        pod("pilot", phase=pilot_phase, state=pilot_state or running(25), **pilot_kwargs),
-    ]
-
-
-def interactive(
-    pilot_state: dict[str, Any] | None = None, pilot_phase: str = "Running", **jupyter_kwargs: Any
-) -> list[dict[str, Any]]:
-    """An interactive session: scheduler, two workers, JupyterLab, the stager pilot."""
-    jupyter_kwargs.setdefault("ready_at", 40)
-    return [
-        pod("scheduler", mode="interactive", ready_at=20),
-        worker(0, mode="interactive"),
-        worker(1, mode="interactive"),
-        pod("jupyterlab", mode="interactive", **jupyter_kwargs),
-        pod("pilot", mode="interactive", phase=pilot_phase, state=pilot_state or running(25)),
-    ]
-
-
-def derive(pods: list[dict[str, Any]], now: float = 60, **kwargs: Any) -> SessionState:
-    return derive_session(REL, NS, pods, now=at(now), **kwargs)
-
-
-def replace(pods: list[dict[str, Any]], component: str, new: dict[str, Any]) -> list[dict[str, Any]]:
-    return [new if p["metadata"]["labels"]["app.kubernetes.io/component"] == component else p for p in pods]
-
+from tests.unit.pod_builders import (
+    LEASE,
+    LIFETIME,
+    NS,
+    REL,
+    SKEW,
+    STARTUP,
+    at,
+    batch,
+    derive,
+    fixture,
+    interactive,
+    pod,
+    replace,
+    running,
+    terminated,
+    ts,
+    waiting,
+    worker,
+)
 
 # ---------------------------------------------------------------------------------------------
 # rule 1: nothing of the session
@@ -532,7 +387,9 @@ def not_started(component_pod: dict[str, Any]) -> list[dict[str, Any]]:
         "CrashLoopBackOff",
     ],
 )
-@pytest.mark.parametrize(("now", "phase"), [(STARTUP - 1, Phase.STARTING), (STARTUP + SKEW + 1, Phase.FAILED)])
+@pytest.mark.parametrize(
+    ("now", "phase"), [(STARTUP - 1, Phase.STARTING), (STARTUP + SKEW + 1, Phase.FAILED)]
+)
 def test_waiting_reasons(waiting_reason: str, now: float, phase: Phase) -> None:
     scheduler = pod("scheduler", phase="Pending", state=waiting(waiting_reason, "detail here"))
     state = derive(not_started(scheduler), now=now)
@@ -781,11 +638,6 @@ def test_group_pods_by_release() -> None:
 # realistic full pod JSON fixtures (a PodList as `kubectl get pods -o json` / the API returns it)
 
 
-def fixture(name: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = json.loads((PODS / name).read_text())["items"]
-    return items
-
-
 FIXED_NOW = datetime(2026, 11, 28, 10, 20, 0, tzinfo=UTC)
 
 
@@ -868,7 +720,11 @@ def live(phase: Phase = Phase.RUNNING, mode: str = "batch", **timings: datetime 
         (live(mode="interactive"), 25 + LEASE + SKEW + 1, Reason.LEASE_EXPIRED),
         (live(mode="interactive", pilot_started=None), 20 + LEASE + SKEW + 1, Reason.LEASE_EXPIRED),
         (live(mode="interactive", pilot_started=None, scheduler_ready=None), LEASE * 2, None),
-        (live(Phase.STARTING, pilot_started=None, scheduler_ready=None), STARTUP + SKEW + 1, Reason.STARTUP_TIMEOUT),
+        (
+            live(Phase.STARTING, pilot_started=None, scheduler_ready=None),
+            STARTUP + SKEW + 1,
+            Reason.STARTUP_TIMEOUT,
+        ),
         (live(Phase.STARTING), STARTUP - 1, None),
         (live(Phase.RUNNING), STARTUP + SKEW + 1, None),
         (live(Phase.FINISHED), LIFETIME * 2, None),
