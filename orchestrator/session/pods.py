@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from functools import lru_cache
+from typing import Any, Final, TypeGuard
 
 from orchestrator.session.vocabulary import (
     APP_NAME,
@@ -48,10 +49,16 @@ _START_CONDITIONS: Final = ("PodScheduled", "Initialized", "PodReadyToStartConta
 # scalar readers
 
 
+def is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)`` with a fast path for plain dicts (the ABC check is slow,
+    and the monitor makes millions of them per cycle)."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def get(obj: object, *keys: str) -> Any:
     """``obj[k1][k2]...`` or None as soon as a level is not a mapping."""
     for key in keys:
-        if not isinstance(obj, Mapping):
+        if not is_mapping(obj):
             return None
         obj = obj.get(key)
     return obj
@@ -61,6 +68,12 @@ def parse_time(value: object) -> datetime | None:
     """An RFC 3339 timestamp as an aware datetime (naive taken as UTC); anything else None."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_time(value)
+
+
+@lru_cache(maxsize=65536)
+def _parse_time(value: str) -> datetime | None:
+    # cached: the pods of one cycle share most of their timestamps (one-second resolution)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -126,11 +139,11 @@ def describe(ended: Mapping[str, Any]) -> str:
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if is_mapping(value) else {}
 
 
 def _mappings(value: object) -> tuple[Mapping[str, Any], ...]:
-    return tuple(v for v in value if isinstance(v, Mapping)) if isinstance(value, list) else ()
+    return tuple(v for v in value if is_mapping(v)) if isinstance(value, list) else ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,11 +239,13 @@ def read_pod(pod: Pod) -> PodView:
 
     kubelet: list[datetime | None] = [*transitions, parse_time(status.get("startTime"))]
     for container in (*containers, *init_containers):
-        for state in ("state", "lastState"):
-            for kind in ("running", "terminated"):
-                block = get(container, state, kind)
-                kubelet.append(parse_time(get(block, "startedAt")))
-                kubelet.append(parse_time(get(block, "finishedAt")))
+        for state in (container.get("state"), container.get("lastState")):
+            if not is_mapping(state):
+                continue
+            for block in state.values():
+                if is_mapping(block):
+                    kubelet.append(parse_time(block.get("startedAt")))
+                    kubelet.append(parse_time(block.get("finishedAt")))
     known = [t for t in kubelet if t is not None]
     created = parse_time(metadata.get("creationTimestamp"))
     skew_behind = max(0.0, (created - min(known)).total_seconds()) if created and known else 0.0
@@ -300,9 +315,22 @@ def merged_annotations(views: Iterable[PodView]) -> dict[str, Any]:
 
 
 def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
-    """The merged annotations of the session pods (hooks and tests left out)."""
-    views = (p if isinstance(p, PodView) else read_pod(p) for p in pods)
-    return merged_annotations(v for v in views if v.component in SESSION_COMPONENTS)
+    """The merged annotations of the session pods (hooks and tests left out).
+
+    Reads only the labels and annotations of a pod dict: the deadline checks run over every
+    session of a namespace after the rules, a second full read of each pod would double the cost.
+    """
+    merged: dict[str, Any] = {}
+    for pod in pods:
+        if isinstance(pod, PodView):
+            component, annotations = pod.component, pod.annotations
+        else:
+            component = _mapping(get(pod, "metadata", "labels")).get(COMPONENT_LABEL)
+            annotations = _mapping(get(pod, "metadata", "annotations"))
+        if component in SESSION_COMPONENTS:
+            for key, value in annotations.items():
+                merged.setdefault(key, value)
+    return merged
 
 
 def pod_events(events: Sequence[Mapping[str, Any]] | None, view: PodView) -> list[Mapping[str, Any]]:
