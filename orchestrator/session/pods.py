@@ -118,10 +118,10 @@ def str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def clip(text: str) -> str:
+def clip(text: str, limit: int = MESSAGE_MAX) -> str:
     """One line, bounded: messages end up in Harvester's 256-char diagnostics and table cells."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= MESSAGE_MAX else flat[: MESSAGE_MAX - 3] + "..."
+    return flat if len(flat) <= limit else flat[: max(limit - 3, 0)] + "..."
 
 
 def terminated(status: Mapping[str, Any] | None, *, last: bool = False) -> Mapping[str, Any] | None:

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from orchestrator.session.deadlines import exceeded, skew_note
 from orchestrator.session.pods import (
+    MESSAGE_MAX,
     Pod,
     PodView,
     clip,
@@ -62,6 +63,7 @@ from orchestrator.session.vocabulary import (
 )
 
 _GONE: Final = frozenset({"Failed", "Succeeded"})
+_NOTES_MAX: Final = 3  # worker shortfalls named in a message; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,9 @@ def running(ctx: Context) -> Outcome | None:
         parts.append("pilot running")
     parts.append(ctx.counts)
     shortfall = _worker_shortfall(ctx)
-    parts.extend(note for _, note in shortfall)
+    parts.extend(note for _, note in shortfall[:_NOTES_MAX])
+    if len(shortfall) > _NOTES_MAX:
+        parts.append(f"and {len(shortfall) - _NOTES_MAX} more worker shortfall(s)")
     if ctx.interactive and ctx.pilot is not None:
         # the stager pilot of a live session is optional: its problem is a note
         stager = problem(ctx.pilot, ctx.events)
@@ -530,10 +534,11 @@ def _workers_ready_at(ctx: Context) -> datetime | None:
 
 def state_of(ctx: Context, outcome: Outcome) -> SessionState:
     """The :class:`SessionState` of an outcome, with the context's counts, addresses and timings."""
-    message = outcome.message
     note = skew_note(ctx.clock_skew_seconds, ctx.skew_tolerance)
-    if note is not None:
-        message = f"{message}; {note}"
+    if note is None:
+        message = clip(outcome.message)
+    else:  # the skew note is never clipped away
+        message = f"{clip(outcome.message, MESSAGE_MAX - len(note) - 2)}; {note}"
     annotations, labels = ctx.annotations, ctx.labels
     return SessionState(
         release=ctx.release,
@@ -542,7 +547,7 @@ def state_of(ctx: Context, outcome: Outcome) -> SessionState:
         pandaid=to_int(labels.get(PANDAID_LABEL)),
         mode=ctx.mode,
         reason=outcome.reason,
-        message=clip(message),
+        message=message,
         pilot_exit_code=ctx.pilot_exit_code,
         workers_ready=len(ctx.ready_workers),
         workers_wanted=ctx.workers_wanted,

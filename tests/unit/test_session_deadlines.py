@@ -327,3 +327,18 @@ def test_enforce_leaves_a_slow_start_alone_within_the_tolerance() -> None:
     helm.releases[(NS, REL)] = HelmReleaseInfo(REL, NS, 1, "deployed", None)
     assert svc.enforce_deadlines(now=at(STARTUP + SKEW)) == {}
     assert (NS, REL) in helm.releases
+
+
+def test_the_skew_note_survives_a_long_message() -> None:
+    long_reason = "x" * 1000
+    pods = shifted(
+        [
+            pod("scheduler", phase="Pending", state=waiting("ImagePullBackOff", long_reason)),
+            *slow_start()[1:],
+        ],
+        TEN_MINUTES,
+    )
+    state = derive(pods, now=60)
+    assert state.message.endswith("no deadline verdict relies on the skewed timestamps")
+    assert "ImagePullBackOff" in state.message
+    assert len(state.message) <= 400

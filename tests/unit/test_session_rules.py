@@ -309,3 +309,14 @@ def test_before_establishment_the_session_startup_timeout_rules() -> None:
     assert derive(pods, now=STARTUP).phase == Phase.STARTING
     state = derive(pods, now=STARTUP + SKEW + 1)
     assert (state.phase, state.reason, state.deadline) == (Phase.FAILED, Reason.UNSCHEDULABLE, "startup")
+
+
+def test_many_short_workers_are_named_then_counted() -> None:
+    wanted = 40
+    pods = [pod("scheduler", wanted=wanted), pod("pilot", wanted=wanted, state=running(25))]
+    pods += [worker(i, wanted=wanted, phase="Failed", reason="Evicted", state={}) for i in range(wanted)]
+    state = derive(pods, now=OLD)
+    assert (state.phase, state.reason, state.workers_ready) == (Phase.RUNNING, Reason.WORKER_LOST, 0)
+    assert f"{REL}-worker-0 is failed" in state.message
+    assert f"and {wanted - 3} more worker shortfall(s)" in state.message
+    assert len(state.message) <= 400
