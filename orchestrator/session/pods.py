@@ -163,10 +163,8 @@ class PodView:
     own creationTimestamp (impossible without a node clock running behind the API server's).
     """
 
-    raw: Mapping[str, Any]
     name: str
     component: str | None
-    instance: str | None
     labels: Mapping[str, Any]
     annotations: Mapping[str, Any]
     phase: str | None
@@ -212,7 +210,6 @@ def read_pod(pod: Pod) -> PodView:
     labels = _mapping(metadata.get("labels"))
     component = labels.get(COMPONENT_LABEL)
     component = component if isinstance(component, str) else None
-    instance = labels.get(INSTANCE_LABEL)
     name = metadata.get("name")
 
     conditions = {
@@ -259,10 +256,8 @@ def read_pod(pod: Pod) -> PodView:
     pod_reason = status.get("reason")
     pod_message = status.get("message")
     return PodView(
-        raw=pod,
         name=name if isinstance(name, str) else "?",
         component=component,
-        instance=instance if isinstance(instance, str) else None,
         labels=labels,
         annotations=_mapping(metadata.get("annotations")),
         phase=status.get("phase") if isinstance(status.get("phase"), str) else None,
