@@ -248,8 +248,9 @@ async def _stop_group(proc: asyncio.subprocess.Process, grace: float) -> None:
                 await asyncio.wait_for(proc.wait(), 0.05)
     finally:
         _signal_group(pgid, signal.SIGKILL)
+        # Reap helm and drain its pipes, so that they are closed while the event loop runs.
         with contextlib.suppress(TimeoutError, ProcessLookupError):
-            await asyncio.wait_for(proc.wait(), 5.0)
+            await asyncio.wait_for(proc.communicate(), 5.0)
 
 
 @functools.cache
