@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from orchestrator.errors import InputError
-from orchestrator.helm import MAX_EXACT_INT, Helm
+from orchestrator.helm import MAX_EXACT_INT, Helm, HelmUnavailable
 from tests.chart.conftest import NAMESPACE, RELEASE, job_values, run_helm
 from tests.conftest import VALUES_DIR
 
@@ -136,3 +136,34 @@ def test_helm_itself_loses_the_refused_characters(probe: Helm, helm_bin: Path, c
     data = yaml.safe_load(proc.stdout)["data"]
     assert json.loads(base64.b64decode(data["values"]))["text"] == text  # received ...
     assert yaml.safe_load(base64.b64decode(data["yaml"]).decode()) != text  # ... and lost by toYaml
+
+
+UNREACHABLE_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+users: [{name: u, user: {}}]
+"""
+
+
+def test_every_command_is_accepted_and_an_unreachable_cluster_is_temporary(
+    tmp_path: Path, helm_bin: Path
+) -> None:
+    """The real helm parses each command's flags (an unknown flag would fail first, differently)
+    and its "cluster unreachable" becomes HelmUnavailable, whichever major writes it."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
+    helm = Helm(executable=str(helm_bin), kubeconfig=kubeconfig, timeout=5)
+    queue = yaml.safe_load((VALUES_DIR / "GOOGLE_DASK.yaml").read_text(encoding="utf-8"))
+    calls = {
+        "status": lambda: helm.release(RELEASE, NAMESPACE),
+        "install": lambda: helm.install(RELEASE, NAMESPACE, merged(queue, job_values("batch"))),
+        "uninstall": lambda: helm.uninstall(RELEASE, NAMESPACE, no_hooks=True, wait=True),
+        "get values": lambda: helm.get_values(RELEASE, NAMESPACE),
+        "list": lambda: helm.list_releases(NAMESPACE),
+    }
+    for what, call in calls.items():
+        with pytest.raises(HelmUnavailable, match="cluster unreachable") as info:
+            call()
+        assert "connection refused" in str(info.value), what
