@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,7 @@ def test_every_command_is_accepted_and_an_unreachable_cluster_is_temporary(
     kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
     helm = Helm(executable=str(helm_bin), kubeconfig=kubeconfig, timeout=5)
     queue = yaml.safe_load((VALUES_DIR / "GOOGLE_DASK.yaml").read_text(encoding="utf-8"))
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "status": lambda: helm.release(RELEASE, NAMESPACE),
         "install": lambda: helm.install(RELEASE, NAMESPACE, merged(queue, job_values("batch"))),
         "uninstall": lambda: helm.uninstall(RELEASE, NAMESPACE, no_hooks=True, wait=True),
