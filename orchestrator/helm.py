@@ -140,8 +140,10 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 # -- values: checked, then encoded for helm's stdin -------------------------------------------------
-# Characters YAML forbids raw (C1 controls, DEL, U+FFFE/U+FFFF) or reads as line breaks or a byte
-# order mark (U+0085 is among the C1, U+2028, U+2029, U+FEFF). C0 controls are escaped by json.
+# Written as \uXXXX escapes in the JSON: what YAML forbids raw (DEL, the C1 controls, U+FFFE and
+# U+FFFF; all refused anyway, below) or reads as a line break (U+0085, U+2028, U+2029: a double-quoted
+# scalar folds it and the spaces around it away) or a byte order mark (U+FEFF). json itself escapes
+# the C0 controls.
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 # Characters no helm can carry: its `toYaml` turns any text holding one into "" (Helm 3 and 4),
 # and Helm 3 refuses them in values when the chart has a schema.
@@ -247,7 +249,8 @@ async def _stop_group(proc: asyncio.subprocess.Process, grace: float) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 0.05)
     finally:
-        _signal_group(pgid, signal.SIGKILL)
+        if proc.returncode is None or _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
         # Reap helm and drain its pipes, so that they are closed while the event loop runs.
         with contextlib.suppress(TimeoutError, ProcessLookupError):
             await asyncio.wait_for(proc.communicate(), 5.0)
@@ -341,7 +344,8 @@ def command_class() -> type[Any]:
                 "-",  # values on stdin
             ]
             stdout = await self.run(command, json.dumps(dict(values)).encode())
-            return json.loads(stdout[stdout.index(b"{") :])  # helm may print registry notes first
+            start = stdout.find(b"{")  # helm may print registry notes before the JSON
+            return json.loads(stdout[start:] if start >= 0 else stdout)
 
     return HelmCommand
 
@@ -455,6 +459,8 @@ class Helm:
             raise HelmTimeout(f"helm {what}: no answer within {deadline:.0f} s (killed)") from None
         except herr.Error as err:
             raise _typed(err, what, secrets) from None
+        except (json.JSONDecodeError, yaml.YAMLError) as err:  # not ValueError: InputError is one
+            raise HelmError(f"helm {what}: unreadable output: {type(err).__name__}") from None
 
     # -- operations ------------------------------------------------------------------------------
     def chart_object(self) -> Any:

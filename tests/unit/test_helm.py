@@ -399,3 +399,10 @@ def test_the_runner_reencodes_pyhelm3_json(fake: Callable[[str], FakeHelm]) -> N
     command = command_class()(executable=str(f.path))
     asyncio.run(command.template("dask-1", "chart", {"user": "𠮷 😀"}))
     assert (f.dir / "stdin.bin").read_bytes() == '{"user":"𠮷 😀"}'.encode()
+
+
+@pytest.mark.parametrize("operation", ["status", "install", "list", "template"])
+def test_unreadable_output_is_a_helm_error(fake: Callable[[str], FakeHelm], operation: str) -> None:
+    f = fake("cat > /dev/null\nprintf 'not: [json\\n'\n")
+    with pytest.raises(HelmError, match="unreadable output"):
+        OPERATIONS[operation](f.helm())
