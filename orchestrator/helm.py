@@ -39,14 +39,15 @@ and a name already in use must fail rather than upgrade another submitter's rele
 no plain install, so that one argument list is built here; everything else uses pyhelm3's
 `Command` methods.
 
-Helm 3 and Helm 4: what adapts is this module's error matching (Helm 4 writes "kubernetes cluster
+Helm 3 and Helm 4: what adapts is the error matching (Helm 4 writes "kubernetes cluster
 unreachable" and "cannot reuse a name", Helm 3 "Kubernetes cluster unreachable" and "cannot re-use
-a name"; matching ignores case and the hyphen) and the version string. What does not adapt: the
-flags are the ones both majors accept (no `--atomic`/`--rollback-on-failure`, no `--wait` on
-install, bare `--wait` on uninstall, which Helm 4 reads as its "watcher" strategy); pyhelm3's
-`Client`, which adapts `--atomic` and `list --all` to Helm 4, is not used. Helm 4 applies install
-manifests server-side by default; that is the chart's concern (no duplicate env names), not this
-module's. Both majors are exercised by the chart tier's render-through-`Helm.template` test.
+a name"; matching ignores case and the hyphen, and Helm 4's extra `level=ERROR` log lines are
+harmless). What does not adapt, because it need not: the flags are ones both majors accept (no
+`--atomic`/`--rollback-on-failure`, no `--wait` on install, a bare `--wait` on uninstall, which
+Helm 4 reads as its "watcher" strategy); the chart tier runs every command against both binaries.
+pyhelm3's `Client`, whose only Helm 4 adaptations are `--atomic` and `list --all`, is not used.
+Helm 4 applies install manifests server-side by default; that is the chart's concern (no
+duplicate env names), not this module's. Helm 4's `--wait` strategies are not offered.
 """
 
 from __future__ import annotations
