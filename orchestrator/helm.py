@@ -1,22 +1,69 @@
 """The only module that runs helm: a small synchronous facade over pyhelm3 with typed errors.
 
-Why a facade: pyhelm3 is async and its `Client()` runs `helm version` on construction, so the
-client is made lazily (constructing a plugin every Harvester cycle must stay cheap); every call
-gets an explicit deadline (helm's `--timeout` covers hooks only, not a hung process); and helm's
-errors become this package's typed errors with helm's own message kept and any secret scrubbed.
+Why a facade: pyhelm3 is async, builds helm's arguments and parses its JSON well, but runs helm
+through `/bin/sh -c` (on a dash host a timeout kills the shell and leaves helm running, so an
+"undone" install can still complete), writes values as ASCII-escaped JSON that helm's YAML parser
+rejects for any character outside the Basic Multilingual Plane, and its `Client()` runs
+`helm version` on construction. So:
 
-Values always travel on helm's stdin (pyhelm3 does that), never on the command line or on disk.
-Installs never `--wait`: readiness is the orchestrator's business (pyhelm3's `wait=True` would also
-add `--wait-for-jobs`). Works with Helm 3 and Helm 4 (pyhelm3 adapts the flags to the version).
+* **One runner.** `HelmCommand` (see `command_class`) subclasses pyhelm3's public `Command`
+  and overrides its public `run`: helm is exec'd without a shell in its own session (process group); when our deadline
+  passes or the calling coroutine is cancelled, the whole group gets SIGTERM, then SIGKILL after
+  a grace period, and helm is reaped: no helm process, nor a child of it, outlives its deadline.
+  Every other piece (argument building, JSON parsing) is pyhelm3's. The command object is made on
+  first use, so constructing `Helm` never runs helm (a Harvester plugin is constructed every cycle).
+* **Values on stdin, exactly.** Values travel on helm's stdin only (never the command line, never
+  a file) as UTF-8 JSON written with `ensure_ascii=False`; the characters that YAML reads as line
+  breaks or a byte order mark (U+2028, U+2029, U+FEFF; U+0085 is refused, below) are written as
+  `\\uXXXX` escapes, which both helm majors decode. Every other character, emoji and CJK
+  extension B included, reaches the chart as it was (checked with Helm 3.17 and 4.1).
+  What helm cannot carry is refused with an `InputError` naming the key path, before helm runs:
+  - an integer beyond +-(2**53 - 1): helm reads every number as a float64 (values go YAML ->
+    JSON -> `interface{}`), so in Helm 3 and Helm 4 alike 2**53 + 1 arrives as 2**53 and 2**60
+    renders as 1152921504606847000 (integers inside the bound are exact; a float keeps its
+    value, not its type or the sign of -0.0);
+  - DEL, the C1 controls (U+007F-U+009F) and U+FFFE/U+FFFF: helm's `toYaml` template function
+    turns any text holding one into "" and NEL into a space, in both majors, and Helm 3 refuses
+    them outright in a chart with a values schema. (C0 controls such as U+0001 pass intact);
+  - a lone surrogate (a str that UTF-8 cannot encode), a non-finite float, a non-string key, a
+    value that is not JSON (a date, a set, bytes), and nesting deeper than `MAX_DEPTH` (helm
+    accepts 10000 levels; the bound is ours, so that checking and encoding never recurse deeply).
+* **Typed errors.** helm's texts, not pyhelm3's error classes, decide: the cluster unreachable,
+  connection refused, an i/o timeout, no such host (on any command) -> `HelmUnavailable`; an
+  install that finds its name in use -> `HelmReleaseExists`; our deadline, or helm's own
+  "timed out waiting for the condition" -> `HelmTimeout`; the chart refusing the values ->
+  `HelmRenderError`. Every message is helm's own with the caller's secrets scrubbed.
+
+Install is `helm install` (create only, no `--wait`): readiness is the orchestrator's business,
+and a name already in use must fail rather than upgrade another submitter's release. pyhelm3 has
+no plain install, so that one argument list is built here; everything else uses pyhelm3's
+`Command` methods.
+
+Helm 3 and Helm 4: what adapts is the error matching (Helm 4 writes "kubernetes cluster
+unreachable" and "cannot reuse a name", Helm 3 "Kubernetes cluster unreachable" and "cannot re-use
+a name"; matching ignores case and the hyphen, and Helm 4's extra `level=ERROR` log lines are
+harmless). What does not adapt, because it need not: the flags are ones both majors accept (no
+`--atomic`/`--rollback-on-failure`, no `--wait` on install, a bare `--wait` on uninstall, which
+Helm 4 reads as its "watcher" strategy); the chart tier runs every command against both binaries.
+pyhelm3's `Client`, whose only Helm 4 adaptations are `--atomic` and `list --all`, is not used.
+Helm 4 applies install manifests server-side by default; that is the chart's concern (no
+duplicate env names), not this module's. Helm 4's `--wait` strategies are not offered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import json
 import logging
+import math
+import os
 import re
+import shutil
+import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +74,8 @@ import yaml
 from orchestrator.errors import DaskPandaSessionError, InputError
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_EXACT_INT",
     "Helm",
     "HelmError",
     "HelmReleaseExists",
@@ -34,6 +83,9 @@ __all__ = [
     "HelmRenderError",
     "HelmTimeout",
     "HelmUnavailable",
+    "check_values",
+    "command_class",
+    "encode_values",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,6 +93,11 @@ log = logging.getLogger(__name__)
 # does not exist yet (the normal first step of an idempotent submit); our errors say what matters.
 logging.getLogger("pyhelm3").setLevel(logging.ERROR)
 T = TypeVar("T")
+
+#: The largest integer magnitude that survives helm: every number inside helm is a float64.
+MAX_EXACT_INT = 2**53 - 1
+#: The deepest nesting of lists and mappings accepted in values (helm itself stops at 10000).
+MAX_DEPTH = 100
 
 
 class HelmError(DaskPandaSessionError):
@@ -56,11 +113,11 @@ class HelmReleaseExists(HelmError):
 
 
 class HelmUnavailable(HelmError):
-    """helm could not reach the cluster (temporary)."""
+    """helm could not reach the cluster, or cannot be run at all (temporary)."""
 
 
 class HelmTimeout(HelmError):
-    """helm did not finish within its deadline (temporary)."""
+    """helm did not finish within its deadline (temporary); its whole process group was killed."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +140,251 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+# -- values: checked, then encoded for helm's stdin -------------------------------------------------
+# Written as \uXXXX escapes in the JSON: what YAML forbids raw (DEL, the C1 controls, U+FFFE and
+# U+FFFF; all refused anyway, below) or reads as a line break (U+0085, U+2028, U+2029: a double-quoted
+# scalar folds it and the spaces around it away) or a byte order mark (U+FEFF). json itself escapes
+# the C0 controls.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+# Characters no helm can carry: its `toYaml` turns any text holding one into "" (Helm 3 and 4),
+# and Helm 3 refuses them in values when the chart has a schema.
+_HELM_DROPS = re.compile("[\x7f-\x9f\ufffe\uffff]")
+
+
+def _path_part(key: str) -> str:
+    """One key of a path as a printable, UTF-8-safe string (a key may hold a lone surrogate)."""
+    safe = key.encode("utf-8", "backslashreplace").decode("utf-8")
+    return f".{safe}" if re.fullmatch(r"[A-Za-z0-9_-]+", safe) else f"[{safe!r}]"
+
+
+def _walk(values: Mapping[str, Any], root: str) -> Iterator[tuple[str, Any]]:
+    """Every (key path, node) of values, keys as `(path (the key), key)`; never recursive.
+
+    Iterative, so that nesting never meets Python's recursion limit before our own bound.
+    """
+    stack: list[tuple[str, Any, int]] = [(root, values, 0)]
+    while stack:
+        path, node, depth = stack.pop()
+        yield path, node
+        if isinstance(node, Mapping | list | tuple) and depth >= MAX_DEPTH:
+            raise InputError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, Mapping):
+            for key, child in reversed(list(node.items())):
+                if not isinstance(key, str):
+                    raise InputError(f"{path}: key {key!r} is not a string")
+                stack.append((path + _path_part(key), child, depth + 1))
+                yield f"{path}{_path_part(key)} (the key)", key
+        elif isinstance(node, list | tuple):
+            stack.extend((f"{path}[{i}]", child, depth + 1) for i, child in reversed(list(enumerate(node))))
+
+
+def check_values(values: Mapping[str, Any], root: str = "values") -> None:
+    """Refuse, naming the key path, anything helm would not receive exactly (see the module doc).
+
+    The message never contains the offending value: values may hold secrets.
+    """
+    for path, node in _walk(values, root):
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise InputError(
+                    f"{path}: holds a lone surrogate (U+{ord(node[err.start]):04X} at character "
+                    f"{err.start}), which is not valid Unicode text"
+                ) from None
+            if match := _HELM_DROPS.search(node):
+                raise InputError(
+                    f"{path}: holds U+{ord(match.group()):04X} at character {match.start()}, a "
+                    "control character that helm's YAML cannot carry (the chart would lose the text)"
+                )
+        elif isinstance(node, bool) or node is None or isinstance(node, Mapping | list | tuple):
+            continue
+        elif isinstance(node, int):
+            if abs(node) > MAX_EXACT_INT:
+                raise InputError(
+                    f"{path}: integer beyond +-(2**53 - 1); helm reads every number as a float64 "
+                    "and would change it (pass it as a string)"
+                )
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise InputError(f"{path}: not a finite number (NaN and infinity have no JSON form)")
+        else:
+            raise InputError(f"{path}: a {type(node).__name__} is not a JSON value (use a string)")
+
+
+def encode_values(values: Mapping[str, Any]) -> bytes:
+    """The values as helm reads them exactly: checked, UTF-8 JSON, YAML-unsafe characters escaped."""
+    check_values(values)
+    text = json.dumps(values, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
+
+
+# -- the runner ---------------------------------------------------------------------------------
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+async def _stop_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM helm's process group, give it `grace` seconds, SIGKILL what is left, reap helm.
+
+    helm's pid is its group's id and cannot be reused while helm is unreaped or any member of
+    the group lives, so signalling the group never reaches an unrelated process.
+    """
+    pgid = proc.pid
+    _signal_group(pgid, signal.SIGTERM)
+    try:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + grace
+        while loop.time() < until:
+            if proc.returncode is not None and not _group_alive(pgid):
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 0.05)
+    finally:
+        if proc.returncode is None or _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+        # Reap helm and drain its pipes, so that they are closed while the event loop runs.
+        with contextlib.suppress(TimeoutError, ProcessLookupError):
+            await asyncio.wait_for(proc.communicate(), 5.0)
+
+
+@functools.cache
+def command_class() -> type[Any]:
+    """`HelmCommand`: pyhelm3's `Command` whose `run` execs helm in its own process group.
+
+    pyhelm3's methods build the arguments and parse the output; only `run` (public, and the one
+    place pyhelm3 starts a process) is replaced, plus `install`, which pyhelm3 does not offer.
+    The class is made on first use because importing pyhelm3 (and pydantic with it) takes a
+    noticeable fraction of a second, which commands that never run helm should not pay.
+    """
+    import pyhelm3
+
+    class HelmCommand(pyhelm3.Command):  # type: ignore[misc]  # pyhelm3 ships no type hints
+        def __init__(
+            self,
+            *,
+            executable: str = "helm",
+            kubeconfig: Path | None = None,
+            kubecontext: str | None = None,
+            default_timeout: str = "120s",
+            kill_grace: float = 5.0,
+        ) -> None:
+            super().__init__(
+                executable=executable,
+                kubeconfig=kubeconfig,
+                kubecontext=kubecontext,
+                default_timeout=default_timeout,
+            )
+            self.executable = executable
+            self.kill_grace = kill_grace
+            self.connection: list[str] = []
+            if kubeconfig:
+                self.connection += ["--kubeconfig", str(kubeconfig)]
+            if kubecontext:
+                self.connection += ["--kube-context", kubecontext]
+
+        async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
+            """Run helm with `input` on stdin; kill its process group if this coroutine is cancelled.
+
+            `input` is always pyhelm3's JSON of the values (its parameter name is kept): it is
+            re-encoded exactly (see `encode_values`), as pyhelm3's encoding breaks non-BMP text.
+            """
+            argv = [self.executable, *(str(part) for part in command), *self.connection]
+            if input is not None:
+                input = encode_values(json.loads(input))
+            log.debug("running %s", " ".join("<stdin>" if a == "-" else a for a in argv))
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,  # its own process group, so that we can kill all of it
+                )
+            except OSError as err:
+                raise HelmUnavailable(f"helm executable {self.executable!r} cannot be run: {err}") from None
+            try:
+                stdout, stderr = await proc.communicate(input)
+            except BaseException:
+                await _stop_group(proc, self.kill_grace)
+                raise
+            if proc.returncode == 0:
+                return bytes(stdout)
+            raise _pyhelm3_error(proc.returncode or 1, stdout, stderr)
+
+        async def install(
+            self,
+            release_name: str,
+            chart_ref: Path | str,
+            values: Mapping[str, Any],
+            *,
+            namespace: str,
+            timeout: str,
+        ) -> Any:
+            """`helm install` (create only): fails when the name is in use in any state."""
+            command = [
+                "install",
+                release_name,
+                chart_ref,
+                "--namespace",
+                namespace,
+                "--output",
+                "json",
+                "--timeout",
+                timeout,
+                "--values",
+                "-",  # values on stdin
+            ]
+            stdout = await self.run(command, json.dumps(dict(values)).encode())
+            start = stdout.find(b"{")  # helm may print registry notes before the JSON
+            return json.loads(stdout[start:] if start >= 0 else stdout)
+
+    return HelmCommand
+
+
+_UNAVAILABLE = re.compile(
+    r"kubernetes cluster unreachable|connection refused|i/o timeout|no such host"
+    r"|network is unreachable|connection reset by peer|tls handshake timeout"
+    r"|http2: client connection lost|etcdserver: (?:request timed out|leader changed)"
+    r"|the server is currently unable to handle the request",
+    re.IGNORECASE,
+)
+_NAME_IN_USE = re.compile(r"cannot re-?use a name that is still in use|release: already exists", re.I)
+_RENDER = re.compile(
+    r"failed to render chart|execution error|values don't meet the specifications of the schema", re.I
+)
+_TIMED_OUT = re.compile(r"timed out waiting for the condition|context deadline exceeded", re.I)
+
+
+def _pyhelm3_error(returncode: int, stdout: bytes, stderr: bytes) -> Exception:
+    """pyhelm3's error class for helm's stderr (its methods catch `ReleaseNotFoundError`)."""
+    import pyhelm3.errors as herr
+
+    text = stderr.decode("utf-8", errors="replace")
+    cls: type[Exception] = herr.Error
+    if _UNAVAILABLE.search(text):  # before "not found": an outage may mention both
+        cls = herr.ConnectionError
+    elif "release: not found" in text.lower():
+        cls = herr.ReleaseNotFoundError
+    elif _RENDER.search(text):
+        cls = herr.FailedToRenderChartError
+    return cls(returncode, stdout, stderr)
+
+
+def _duration(seconds: float) -> str:
+    """helm's --timeout: whole seconds, at least one."""
+    return f"{max(1, math.ceil(seconds))}s"
+
+
 class Helm:
     """Install, uninstall, inspect and list releases of the chart in one namespace at a time."""
 
@@ -94,7 +396,11 @@ class Helm:
         kubecontext: str | None = None,
         chart: Path | None = None,
         timeout: float = 120.0,
+        deadline_margin: float = 30.0,
+        kill_grace: float = 5.0,
     ) -> None:
+        """Nothing runs here. Each call's deadline is its helm `--timeout` plus `deadline_margin`
+        (helm's own timeout first, then ours); `kill_grace` is the SIGTERM-to-SIGKILL interval."""
         from orchestrator.values import CHART_DIR  # leaf import: values imports nothing of helm
 
         self.executable = executable
@@ -102,34 +408,36 @@ class Helm:
         self.kubecontext = kubecontext
         self.chart = Path(chart or CHART_DIR).resolve()
         self.timeout = timeout
-        self._client: Any = None
+        self.deadline_margin = deadline_margin
+        self.kill_grace = kill_grace
+        self._client: Any = None  # a HelmCommand, see command_class()
+        self._version: str | None = None
         self._lock = threading.Lock()  # plugins submit and kill from several threads
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
     def client(self) -> Any:
-        """The pyhelm3 client, made on first use (its constructor runs `helm version`)."""
+        """The command runner, made on first use (it checks that the helm executable exists)."""
         with self._lock:
-            return self._make_client()
-
-    def _make_client(self) -> Any:
-        if self._client is None:
-            import pyhelm3
-
-            try:
-                self._client = pyhelm3.Client(
+            if self._client is None:
+                if shutil.which(self.executable) is None:
+                    raise HelmUnavailable(f"helm executable {self.executable!r} not found")
+                self._client = command_class()(
                     executable=self.executable,
                     kubeconfig=self.kubeconfig,
                     kubecontext=self.kubecontext,
-                    default_timeout=f"{int(self.timeout)}s",
+                    default_timeout=_duration(self.timeout),
+                    kill_grace=self.kill_grace,
                 )
-            except (AssertionError, OSError) as err:
-                raise HelmUnavailable(f"helm executable {self.executable!r} cannot be run: {err}") from None
-        return self._client
+            return self._client
 
     @property
     def version(self) -> str:
-        return str(self.client.version)
+        """helm's version without the leading "v" (e.g. "4.1.4"); runs `helm version` once."""
+        if self._version is None:
+            raw = self._run(lambda: self.client.version(), "version")
+            self._version = str(raw).strip().removeprefix("v")
+        return self._version
 
     def _run(
         self,
@@ -138,10 +446,10 @@ class Helm:
         secrets: Sequence[str] = (),
         timeout: float | None = None,
     ) -> T:
-        """Run one pyhelm3 coroutine to completion under a deadline; translate its errors."""
+        """Run one coroutine to completion under a deadline; translate its errors."""
         import pyhelm3.errors as herr
 
-        deadline = (timeout or self.timeout) + 30.0  # helm's own --timeout first, then ours
+        deadline = (timeout or self.timeout) + self.deadline_margin
 
         async def bounded() -> T:
             return await asyncio.wait_for(make(), deadline)
@@ -149,16 +457,11 @@ class Helm:
         try:
             return asyncio.run(bounded())
         except TimeoutError:
-            raise HelmTimeout(f"helm {what}: no answer within {deadline:.0f} s") from None
+            raise HelmTimeout(f"helm {what}: no answer within {deadline:.0f} s (killed)") from None
         except herr.Error as err:
-            message = scrub(_stderr(err), secrets)
-            if isinstance(err, herr.FailedToRenderChartError):
-                raise HelmRenderError(f"helm {what}: the chart refused the values: {message}") from None
-            if isinstance(err, herr.ConnectionError):
-                raise HelmUnavailable(f"helm {what}: cluster unreachable: {message}") from None
-            if "timed out" in message or "context deadline exceeded" in message:
-                raise HelmTimeout(f"helm {what}: {message}") from None
-            raise HelmError(f"helm {what}: {message}") from None
+            raise _typed(err, what, secrets) from None
+        except (json.JSONDecodeError, yaml.YAMLError) as err:  # not ValueError: InputError is one
+            raise HelmError(f"helm {what}: unreadable output: {type(err).__name__}") from None
 
     # -- operations ------------------------------------------------------------------------------
     def chart_object(self) -> Any:
@@ -166,7 +469,7 @@ class Helm:
         from pyhelm3.models import Chart, ChartMetadata
 
         metadata = yaml.safe_load((self.chart / "Chart.yaml").read_text(encoding="utf-8"))
-        return Chart(self.client._command, ref=self.chart, metadata=ChartMetadata(**metadata))
+        return Chart(self.client, ref=self.chart, metadata=ChartMetadata(**metadata))
 
     def release(self, name: str, namespace: str) -> HelmReleaseInfo | None:
         """The release's current revision, or None when there is no such release."""
@@ -174,7 +477,7 @@ class Helm:
 
         async def status() -> Any:
             try:
-                return await self.client._command.status(name, namespace=namespace)
+                return await self.client.status(name, namespace=namespace)
             except herr.ReleaseNotFoundError:
                 return None
 
@@ -190,19 +493,18 @@ class Helm:
         timeout: float | None = None,
         secrets: Sequence[str] = (),
     ) -> HelmReleaseInfo:
-        """`helm install` (no --wait; hooks are awaited by helm within `timeout`)."""
+        """`helm install` (no --wait; hooks are awaited by helm within `timeout`).
+
+        Raises `HelmReleaseExists` when the name is in use (whatever its state), `InputError`
+        (naming the key path) for values helm would not receive exactly, before helm runs.
+        """
+        check_values(values)
         chart = self.chart_object()
-        seconds = int(timeout or self.timeout)
+        seconds = timeout or self.timeout
 
         async def install() -> Any:
-            return await self.client._command.install_or_upgrade(
-                name,
-                chart.ref,
-                dict(values),
-                namespace=namespace,
-                create_namespace=False,
-                timeout=f"{seconds}s",
-                wait=False,
+            return await self.client.install(
+                name, chart.ref, values, namespace=namespace, timeout=_duration(seconds)
             )
 
         data = self._run(install, f"install {namespace}/{name}", secrets, timeout=seconds)
@@ -220,12 +522,12 @@ class Helm:
         """`helm uninstall`; returns False when the release did not exist (that is success too)."""
         import pyhelm3.errors as herr
 
-        seconds = int(timeout or self.timeout)
+        seconds = timeout or self.timeout
 
         async def uninstall() -> bool:
             try:
-                await self.client._command.uninstall(
-                    name, namespace=namespace, no_hooks=no_hooks, timeout=f"{seconds}s", wait=wait
+                await self.client.uninstall(
+                    name, namespace=namespace, no_hooks=no_hooks, timeout=_duration(seconds), wait=wait
                 )
             except herr.ReleaseNotFoundError:
                 return False
@@ -237,7 +539,7 @@ class Helm:
         """The user-supplied values of a release (used to re-render its cleanup step)."""
 
         async def values() -> Any:
-            return await self.client._command.get_values(name, namespace=namespace)
+            return await self.client.get_values(name, namespace=namespace)
 
         data = self._run(values, f"get values {namespace}/{name}")
         return dict(data or {})
@@ -246,7 +548,7 @@ class Helm:
         """Every release of the namespace in any state (one helm call)."""
 
         async def listing() -> Any:
-            return await self.client._command.list(
+            return await self.client.list(
                 namespace=namespace,
                 include_deployed=True,
                 include_failed=True,
@@ -262,15 +564,30 @@ class Helm:
         self, name: str, namespace: str, values: Mapping[str, Any], show_only: str | None = None
     ) -> list[dict[str, Any]]:
         """Render the chart locally (no cluster), as the manifests `helm install` would apply."""
+        check_values(values)
 
         async def template() -> Any:
-            objects = await self.client._command.template(name, self.chart, dict(values), namespace=namespace)
+            objects = await self.client.template(name, self.chart, dict(values), namespace=namespace)
             return list(objects)
 
         objects = self._run(template, f"template {name}")
         if show_only:
             objects = [o for o in objects if o and o.get("kind") == show_only]
         return [o for o in objects if o]
+
+
+def _typed(err: Exception, what: str, secrets: Sequence[str]) -> HelmError:
+    """This package's error for a failed helm command, decided by helm's text."""
+    message = scrub(_stderr(err), secrets)
+    if _UNAVAILABLE.search(message):
+        return HelmUnavailable(f"helm {what}: cluster unreachable: {message}")
+    if _NAME_IN_USE.search(message):
+        return HelmReleaseExists(f"helm {what}: the release name is in use: {message}")
+    if _RENDER.search(message):
+        return HelmRenderError(f"helm {what}: the chart refused the values: {message}")
+    if _TIMED_OUT.search(message):
+        return HelmTimeout(f"helm {what}: {message}")
+    return HelmError(f"helm {what}: {message}")
 
 
 def _stderr(err: Exception) -> str:
