@@ -7,9 +7,11 @@ state from the pods, so any process can pick up any session (Harvester builds ne
 every cycle).
 
 Costs, by design:
-* `observe`: ONE pod LIST per namespace, whatever the number of sessions; events are fetched only
-  for a session that is failing. No helm process.
-* `submit`: one `helm status` (idempotency) + one Secret write + one `helm install`.
+* `observe`: ONE pod LIST per namespace, whatever the number of sessions (its Date header is the
+  clock the states are judged on); events are fetched only for a session that is failing. No
+  helm process.
+* `submit`: one Secret create (the job's lock) + one `helm status` + one `helm install`; a
+  concurrent or repeated submit: the create's conflict, one metadata GET and one `helm status`.
 * `kill`/`sweep`: helm uninstall, then label-based verification over every kind the release and
   its hooks can create.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -30,12 +33,16 @@ from orchestrator import session as session_mod
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.job import PandaJob, parse_job
 from orchestrator.session import Phase, SessionState, derive_session, group_pods_by_release
+from orchestrator.submit_lock import ANN_SUBMIT_ID, ANN_WORKER_ID, STALE_MARGIN_SECONDS, Lock, Step, decide
 from orchestrator.values import QueueConfig, RenderedValues, load_queue, render_values, secret_name
 
 __all__ = [
+    "Ended",
     "GcAction",
+    "GcActions",
     "SessionService",
     "Settings",
+    "SubmitBusy",
     "SubmitResult",
     "SweepResult",
     "utcnow",
@@ -60,6 +67,7 @@ class Settings:
     kubeconfig: str | None = None
     kube_context: str | None = None
     install_timeout: float = 300.0
+    submit_poll_seconds: float = 2.0  # how often a submit looks again while another one is at work
     uninstall_timeout: float = 120.0
     cleanup_timeout: float = 120.0
     verify_timeout: float = 60.0
@@ -113,6 +121,29 @@ class GcAction:
     release: str
     why: str
     objects: tuple[str, ...] = field(default_factory=tuple)
+
+
+class GcActions(list[GcAction]):
+    """What `gc` removed (or would remove), and `failures`: {release: error} it could not handle."""
+
+    def __init__(
+        self, actions: Iterable[GcAction] = (), failures: Mapping[str, DaskPandaSessionError] | None = None
+    ) -> None:
+        super().__init__(actions)
+        self.failures: dict[str, DaskPandaSessionError] = dict(failures or {})
+
+
+class Ended(dict[str, str]):
+    """{release: reason} of the sessions `enforce_deadlines` ended, and `failures`: {release:
+    error} of those it could not end (they are tried again on the next run)."""
+
+    def __init__(
+        self,
+        ended: Mapping[str, str] | None = None,
+        failures: Mapping[str, DaskPandaSessionError] | None = None,
+    ) -> None:
+        super().__init__(ended or {})
+        self.failures: dict[str, DaskPandaSessionError] = dict(failures or {})
 
 
 class SessionService:
@@ -170,10 +201,16 @@ class SessionService:
         namespace: str | None = None,
         harvester_worker_id: int | None = None,
     ) -> SubmitResult:
-        """Install the job's release; a second submit of the same job returns the existing one.
+        """Install the job's release, or return the one already deployed for it.
 
-        Bad input raises an InputError before anything is created; if the install fails, the
-        Secret and whatever helm created are removed again, so a failed submit leaves nothing.
+        Safe to race and to retry: the per-job Secret is the lock (see `orchestrator.submit_lock`),
+        so any number of concurrent submits of one job make exactly one release and all return
+        it. A release left `failed`, `uninstalling` or stale `pending-*`, or deployed for another
+        Harvester worker, is swept and installed again (once). Bad input raises an InputError
+        before anything is created. A failed install undoes only what this call made: its own
+        Secret (checked by submit-id and uid) and the release its own install created; a release
+        someone else made (`HelmReleaseExists`) is never touched. Another submitter still at work
+        after the install timeout gives `SubmitBusy` (temporary).
         """
         job, rendered = self.render(
             job_data,
@@ -182,63 +219,27 @@ class SessionService:
             namespace=namespace,
             harvester_worker_id=harvester_worker_id,
         )
-        ns, release = rendered.namespace, rendered.release
         result = SubmitResult(
-            release=release,
-            namespace=ns,
+            release=rendered.release,
+            namespace=rendered.namespace,
             pandaid=job.pandaid,
             mode=str(job.mode),
             workers=job.workers,
             created=False,
             adjustments=rendered.adjustments,
         )
-        if self.helm.release(release, ns) is not None:
-            log.info("submit %s/%s: the release exists already; nothing to do", ns, release)
-            return result
-        if rendered.secret:
-            labels = {
-                "app.kubernetes.io/name": "dask-panda-session",
-                "app.kubernetes.io/instance": release,
-                "app.kubernetes.io/component": "secret",
-                "app.kubernetes.io/managed-by": "dask-panda-session",
-                "dask-panda-session/pandaid": str(job.pandaid),
-            }
-            assert rendered.secret_name is not None
-            self.kube.create_secret(ns, rendered.secret_name, rendered.secret.reveal(), labels)
-        try:
-            self.helm.install(
-                release,
-                ns,
-                rendered.values,
-                timeout=self.settings.install_timeout,
-                secrets=rendered.secret.values_to_scrub(),
+        worker = "" if job.harvester_worker_id is None else str(job.harvester_worker_id)
+        created = _Submit(self, job, rendered, worker).run()
+        if created:
+            log.info(
+                "submitted %s/%s: PanDA job %s, %s mode, %d workers",
+                rendered.namespace,
+                rendered.release,
+                job.pandaid,
+                job.mode,
+                job.workers,
             )
-        except helm_mod.HelmError as err:
-            log.warning(
-                "submit %s/%s failed (%s); removing what was created", ns, release, type(err).__name__
-            )
-            self._undo_submit(release, ns)
-            raise
-        log.info(
-            "submitted %s/%s: PanDA job %s, %s mode, %d workers",
-            ns,
-            release,
-            job.pandaid,
-            job.mode,
-            job.workers,
-        )
-        return SubmitResult(**{**result.__dict__, "created": True})
-
-    def _undo_submit(self, release: str, namespace: str) -> None:
-        try:
-            self.helm.uninstall(release, namespace, no_hooks=True, timeout=self.settings.uninstall_timeout)
-        except helm_mod.HelmError as err:
-            log.warning("undo %s/%s: helm uninstall failed: %s", namespace, release, err)
-        try:
-            self.kube.delete_labelled(namespace, kube_mod.instance_selector(release))
-            self.kube.delete(kube_mod.SECRET, namespace, secret_name(release))
-        except kube_mod.KubeError as err:
-            log.warning("undo %s/%s: leftover deletion failed: %s", namespace, release, err)
+        return replace(result, created=created)
 
     # -- observe ----------------------------------------------------------------------------
     def observe(
@@ -252,13 +253,22 @@ class SessionService:
     ) -> dict[str, SessionState]:
         """The state of many sessions from ONE pod LIST of the namespace (no helm call).
 
-        `releases=None` means every session found. A release with no pod at all is reported
+        `releases=None` means every session found. The states are judged on the API server's
+        clock (the Date of that LIST; `now` overrides it): the pods' timestamps come from that
+        clock too, so a skewed host changes no verdict. A release with no pod at all is reported
         `cancelled`/ReleaseMissing, unless `submitted` says it was submitted less than its
-        startup grace ago (its hook or pods may not exist yet).
+        startup grace ago (its hook or pods may not exist yet); `submitted` holds the caller's
+        own (host) times, so that age is measured on the host clock.
         """
         ns = namespace or self.settings.namespace
-        now = now or self.clock()
-        groups = group_pods_by_release(self.kube.list_pods(ns))
+        pods_listed, server_now = self.kube.list_pods_at(ns)
+        if now is None:
+            now = server_now
+        if now is None:
+            now = self.clock()
+            log.debug("observe %s: the API server sent no Date; judging on the host clock", ns)
+        host_now = self.clock()
+        groups = group_pods_by_release(pods_listed)
         wanted = list(releases) if releases is not None else sorted(groups)
         states: dict[str, SessionState] = {}
         for release in wanted:
@@ -266,13 +276,34 @@ class SessionService:
             known = True
             if not pods:
                 since = (submitted or {}).get(release)
-                known = since is not None and (now - since).total_seconds() < self.settings.gc_grace_seconds
+                known = (
+                    since is not None and (host_now - since).total_seconds() < self.settings.gc_grace_seconds
+                )
             state = derive_session(release, ns, pods, now=now, release_known=known)
             if with_events and pods and state.reason and state.phase in (Phase.STARTING, Phase.FAILED):
                 events = self.kube.pod_events(ns, release)
                 state = derive_session(release, ns, pods, now=now, release_known=known, events=events)
             states[release] = apply_deadline(state, pods, now)
         return states
+
+    def clock_skew(self) -> float:
+        """Seconds the host's clock is ahead of the API server's (negative: behind); one request.
+
+        Verdicts use the server's clock, so skew does not change them; a large skew still
+        matters to whatever else on the host reads the time (Harvester's own bookkeeping).
+        """
+        server = self.kube.server_time()
+        if server is None:
+            raise kube_mod.KubeError("the API server sent no Date header: the clock skew is unknown")
+        return (self.clock() - server).total_seconds()
+
+    def server_now(self) -> datetime:
+        """The API server's time (one request), or the host's when the server sends no Date."""
+        server = self.kube.server_time()
+        if server is None:
+            log.debug("the API server sent no Date; using the host clock")
+            return self.clock()
+        return server
 
     # -- kill / sweep ----------------------------------------------------------------------------
     def kill(self, release: str, *, namespace: str | None = None) -> SweepResult:
@@ -292,7 +323,14 @@ class SessionService:
 
         Returns clean=True only when nothing labelled for the job remains (with verify).
         """
-        ns = namespace or self.settings.namespace
+        return self.sweep_release(release, namespace or self.settings.namespace, verify=verify)
+
+    def sweep_release(
+        self, release: str, namespace: str, *, verify: bool = True, keep_lock: bool = False
+    ) -> SweepResult:
+        """`sweep`; with `keep_lock`, the job's Secret stays (a submit replacing the release
+        holds it as its lock) and "clean" means nothing else labelled for the job remains."""
+        ns = namespace
         notes: list[str] = []
         used_fallback = False
         cleanup_completed: bool | None = None
@@ -300,7 +338,7 @@ class SessionService:
         if info is not None:
             values: dict[str, Any] | None = None
             try:
-                if info.status in ("uninstalling", "failed", "pending-install"):
+                if info.status in ("uninstalling", "failed") or info.status.startswith("pending-"):
                     raise helm_mod.HelmError(f"release is {info.status}: skipping its hooks")
                 self.helm.uninstall(release, ns, timeout=self.settings.uninstall_timeout)
             except helm_mod.HelmError as err:
@@ -313,12 +351,12 @@ class SessionService:
                 self.helm.uninstall(release, ns, no_hooks=True, timeout=self.settings.uninstall_timeout)
             if values is not None:
                 cleanup_completed = self._run_cleanup(release, ns, values, notes)
-        self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
-        selector = kube_mod.instance_selector(release)
-        self.kube.delete_labelled(ns, selector)
+        if not keep_lock:
+            self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
+        self.delete_leftovers(ns, release, keep_lock=keep_lock)
         remaining: list[str] = []
         if verify:
-            remaining = self._wait_gone(ns, selector)
+            remaining = self._wait_gone(ns, release, keep_lock=keep_lock)
         return SweepResult(
             release=release,
             namespace=ns,
@@ -330,16 +368,40 @@ class SessionService:
             notes=tuple(notes),
         )
 
-    def _wait_gone(self, namespace: str, selector: str) -> list[str]:
+    def delete_leftovers(self, namespace: str, release: str, *, keep_lock: bool = False) -> None:
+        """Delete every object labelled for the job (but its Secret, with `keep_lock`)."""
+        selector = kube_mod.instance_selector(release)
+        if not keep_lock:
+            self.kube.delete_labelled(namespace, selector)
+            return
+        for kind, obj in self._labelled(namespace, release, keep_lock=True):
+            meta = obj.get("metadata", {})
+            if not meta.get("deletionTimestamp"):
+                self.kube.delete(kind, namespace, str(meta.get("name")))
+
+    def _labelled(
+        self, namespace: str, release: str, *, keep_lock: bool
+    ) -> list[tuple[kube_mod.Kind, dict[str, Any]]]:
+        found = self.kube.list_labelled(namespace, kube_mod.instance_selector(release))
+        if not keep_lock:
+            return found
+        lock = secret_name(release)
+        return [
+            (kind, obj)
+            for kind, obj in found
+            if not (kind.name == kube_mod.SECRET.name and obj.get("metadata", {}).get("name") == lock)
+        ]
+
+    def _wait_gone(self, namespace: str, release: str, *, keep_lock: bool = False) -> list[str]:
         deadline = time.monotonic() + self.settings.verify_timeout
         while True:
-            found = self.kube.list_labelled(namespace, selector)
+            found = self._labelled(namespace, release, keep_lock=keep_lock)
             if not found:
                 return []
             if time.monotonic() > deadline:
                 return kube_mod.names(found)
             # objects still terminating, or created late by a controller: delete again
-            self.kube.delete_labelled(namespace, selector)
+            self.delete_leftovers(namespace, release, keep_lock=keep_lock)
             self.sleep(1.0)
 
     def _run_cleanup(self, release: str, namespace: str, values: Mapping[str, Any], notes: list[str]) -> bool:
@@ -384,28 +446,43 @@ class SessionService:
         del namespace, now
         return {r: str(s.reason) for r, s in states.items() if s.final and s.reason in DEADLINE_REASONS}
 
-    def enforce_deadlines(
-        self, *, namespace: str | None = None, now: datetime | None = None
-    ) -> dict[str, str]:
+    def enforce_deadlines(self, *, namespace: str | None = None, now: datetime | None = None) -> Ended:
         """Observe the namespace (one LIST) and end every session past a deadline.
 
-        Returns {release: reason} of the sessions it ended. Kubernetes enforces the lifetime too
+        Returns {release: reason} of the sessions it ended. Each session is ended on its own: one
+        that cannot be (a helm or API error) is logged and put in `failures`, and the rest go on;
+        during an outage (cluster or helm unreachable) the rest are reported as failed with it
+        rather than tried one by one. Kubernetes enforces the lifetime too
         (activeDeadlineSeconds); this is the second line, and the only one for the interactive
         lease and the startup timeout.
         """
         ns = namespace or self.settings.namespace
-        ended = self.overdue(self.observe(namespace=ns, now=now))
-        for release, reason in ended.items():
+        result = Ended()
+        overdue = self.overdue(self.observe(namespace=ns, now=now))
+        for release, reason in overdue.items():
+            if release in result.failures:
+                continue
             log.info("ending %s/%s: %s", ns, release, reason)
-            self.kill(release, namespace=ns)
-        return ended
+            try:
+                self.kill(release, namespace=ns)
+            except DaskPandaSessionError as err:
+                self._failed(result.failures, release, err, "end", ns, overdue)
+                continue
+            result[release] = reason
+        return result
 
     def gc(
         self, *, namespace: str | None = None, dry_run: bool = False, now: datetime | None = None
-    ) -> list[GcAction]:
-        """Remove orphans (objects whose release is gone) and releases older than their lifetime."""
+    ) -> GcActions:
+        """Remove orphans (objects whose release is gone) and releases older than their lifetime.
+
+        `helm list` only nominates orphans: each is confirmed with its own `helm status` before
+        anything is deleted, so a partial or empty listing never removes a live session. Ages
+        are measured on the API server's clock (`now` overrides it). Each release is handled on
+        its own: a failure is logged and put in `failures`, and the rest go on.
+        """
         ns = namespace or self.settings.namespace
-        now = now or self.clock()
+        now = now or self.server_now()
         releases = {r.name: r for r in self.helm.list_releases(ns)}
         objects = self.kube.list_labelled(ns, kube_mod.APP_SELECTOR)
         by_instance: dict[str, list[tuple[kube_mod.Kind, dict[str, Any]]]] = {}
@@ -413,26 +490,65 @@ class SessionService:
             instance = obj.get("metadata", {}).get("labels", {}).get(kube_mod.INSTANCE_LABEL)
             if instance:
                 by_instance.setdefault(instance, []).append((kind, obj))
-        actions: list[GcAction] = []
+        result = GcActions()
         grace = timedelta(seconds=self.settings.gc_grace_seconds)
+        candidates: list[GcAction] = []
         for instance, objs in sorted(by_instance.items()):
             if instance in releases:
                 continue
             newest = max((t for _, o in objs if (t := _created(o)) is not None), default=None)
             if newest is not None and now - newest < grace:
                 continue  # maybe a submit in progress: its Secret comes before its release
-            actions.append(GcAction(instance, "orphan: its release is gone", tuple(kube_mod.names(objs))))
+            candidates.append(GcAction(instance, "orphan: its release is gone", tuple(kube_mod.names(objs))))
+        for action in candidates:
+            if action.release in result.failures:
+                continue
+            try:
+                live = self.helm.release(action.release, ns)
+            except DaskPandaSessionError as err:
+                self._failed(result.failures, action.release, err, "confirm the orphan", ns, candidates)
+                continue
+            if live is not None:
+                log.warning("gc %s/%s: not an orphan, its release is %s", ns, action.release, live.status)
+                continue
+            result.append(action)
         for name, info in sorted(releases.items()):
             lifetime = self._lifetime(by_instance.get(name, []))
             if info.updated is not None and now - info.updated > timedelta(seconds=lifetime) + grace:
-                actions.append(GcAction(name, f"release older than its lifetime ({lifetime:.0f} s)"))
-        if not dry_run:
-            for action in actions:
+                result.append(GcAction(name, f"release older than its lifetime ({lifetime:.0f} s)"))
+        if dry_run:
+            return result
+        done = GcActions(failures=result.failures)
+        for action in result:
+            if action.release in done.failures:
+                continue
+            try:
                 if action.release in releases:
                     self.sweep(action.release, namespace=ns)
                 else:
                     self.kube.delete_labelled(ns, kube_mod.instance_selector(action.release))
-        return actions
+            except DaskPandaSessionError as err:
+                self._failed(done.failures, action.release, err, "collect", ns, result)
+                continue
+            done.append(action)
+        return done
+
+    @staticmethod
+    def _failed(
+        failures: dict[str, DaskPandaSessionError],
+        release: str,
+        err: DaskPandaSessionError,
+        what: str,
+        namespace: str,
+        todo: Iterable[str] | Iterable[GcAction],
+    ) -> None:
+        """Record one release's failure; an outage fails every release still to do with it."""
+        log.warning("cannot %s %s/%s: %s: %s", what, namespace, release, type(err).__name__, err)
+        failures[release] = err
+        if isinstance(err, kube_mod.KubeUnavailable | helm_mod.HelmUnavailable):
+            for item in todo:
+                other = item.release if isinstance(item, GcAction) else item
+                failures.setdefault(other, err)
 
     def _lifetime(self, objs: Iterable[tuple[kube_mod.Kind, Mapping[str, Any]]]) -> float:
         for _, obj in objs:
@@ -440,6 +556,196 @@ class SessionService:
             if value and str(value).isdigit():
                 return float(value)
         return self.settings.default_lifetime_seconds
+
+
+class SubmitBusy(DaskPandaSessionError):
+    """Another submitter is still at work on the job, or the leftovers of a swept release are
+    still terminating: temporary, submit again later (nothing of this call is left behind)."""
+
+
+class _Submit:
+    """One call of `SessionService.submit`: the lock protocol of `orchestrator.submit_lock` as a
+    bounded loop (a wait budget of one install timeout, one replacement, a few lock take-overs)."""
+
+    MAX_TAKEOVERS = 3
+
+    def __init__(self, svc: SessionService, job: PandaJob, rendered: RenderedValues, worker: str) -> None:
+        self.svc, self.kube, self.helm = svc, svc.kube, svc.helm
+        self.rendered = rendered
+        self.ns, self.release = rendered.namespace, rendered.release
+        self.name = secret_name(rendered.release)
+        self.worker = worker
+        self.labels = {
+            "app.kubernetes.io/name": "dask-panda-session",
+            "app.kubernetes.io/instance": rendered.release,
+            "app.kubernetes.io/component": "secret",
+            "app.kubernetes.io/managed-by": "dask-panda-session",
+            "dask-panda-session/pandaid": str(job.pandaid),
+        }
+        self.submit_id = uuid.uuid4().hex
+        settings = svc.settings
+        self.stale_after = settings.install_timeout + STALE_MARGIN_SECONDS
+        self.poll = max(settings.submit_poll_seconds, 0.01)
+        self.budget = settings.install_timeout
+        self.mine: Lock | None = None  # the lock, while this call holds it
+        self.fresh = False  # the lock was made in this very step (no renewal needed)
+        self.waited = 0.0
+        self.replaced = False
+        self.takeovers = 0
+
+    def where(self) -> str:
+        return f"submit {self.ns}/{self.release}"
+
+    def run(self) -> bool:
+        """True when this call installed the release, False when it adopted the existing one."""
+        for _ in range(int(self.budget / self.poll) + 32):
+            holder, server_now = self._lock()
+            if holder is None:
+                continue  # the holder's Secret went away between our create and our read
+            info = self.helm.release(self.release, self.ns)
+            ours = self.mine is not None
+            decision = decide(
+                info,
+                ours=ours,
+                lock_age=None if ours else holder.age(server_now),
+                holder_worker_id=self._release_worker(info) if ours else holder.worker_id,
+                worker_id=self.worker,
+                stale_after=self.stale_after,
+            )
+            step = decision.step
+            log.info("%s: %s (%s)", self.where(), step, decision.why)
+            if step is Step.WAIT and self.waited >= self.budget:
+                if not ours:
+                    raise SubmitBusy(
+                        f"{self.where()}: another submitter is still at work after "
+                        f"{self.waited:.0f} s ({decision.why}); try again later"
+                    )
+                step = Step.REPLACE  # pending for longer than an install may take: helm was killed
+            if step is Step.ADOPT:
+                return False
+            if step is Step.INSTALL:
+                if not self.fresh:
+                    self._renew()  # waited or swept: the lock must look young for the install
+                elif self._install():
+                    return True
+            elif step is Step.REPLACE:
+                self._replace(decision.why)
+            elif step is Step.TAKE_LOCK:
+                self._take_over(holder, decision.why)
+            else:
+                self.svc.sleep(self.poll)
+                self.waited += self.poll
+        raise SubmitBusy(f"{self.where()}: no decision reached; try again later")
+
+    def _lock(self) -> tuple[Lock | None, datetime | None]:
+        """The lock holding the job: ours (created now or before) or the other submitter's."""
+        if self.mine is not None:
+            self.fresh = False
+            return self.mine, None
+        annotations = {ANN_SUBMIT_ID: self.submit_id, ANN_WORKER_ID: self.worker}
+        try:
+            meta = self.kube.create_secret(
+                self.ns, self.name, self.rendered.secret.reveal(), self.labels, annotations
+            )
+        except kube_mod.KubeConflict:
+            held, server_now = self.kube.metadata_at(kube_mod.SECRET, self.ns, self.name)
+            return (None if held is None else Lock.from_metadata(held)), server_now
+        self.mine, self.fresh = Lock.from_metadata(meta), True
+        return self.mine, None
+
+    def _release_worker(self, info: helm_mod.HelmReleaseInfo | None) -> str:
+        """The Harvester worker a deployed release was made for (only asked when it matters)."""
+        if info is None or info.status != "deployed" or not self.worker:
+            return ""
+        try:
+            values = self.helm.get_values(self.release, self.ns)
+        except helm_mod.HelmError as err:
+            log.warning("%s: cannot read the release's worker id (%s); adopting it", self.where(), err)
+            return ""
+        job = values.get("job")
+        return str(job.get("harvesterWorkerId") or "") if isinstance(job, Mapping) else ""
+
+    def _install(self) -> bool:
+        rendered = self.rendered
+        try:
+            self.helm.install(
+                self.release,
+                self.ns,
+                rendered.values,
+                timeout=self.svc.settings.install_timeout,
+                secrets=rendered.secret.values_to_scrub(),
+            )
+        except helm_mod.HelmReleaseExists:
+            # Made by someone without the lock (a manual install, an older orchestrator): never
+            # undo it; look again (adopt it once deployed).
+            log.warning("%s: the release was made by someone else meanwhile", self.where())
+            return False
+        except helm_mod.HelmError as err:
+            log.warning("%s failed (%s); removing what this call created", self.where(), type(err).__name__)
+            self._undo()
+            raise
+        return True
+
+    def _undo(self) -> None:
+        """Remove the release this call's install made and this call's Secret, if still ours."""
+        assert self.mine is not None
+        try:
+            meta, _ = self.kube.metadata_at(kube_mod.SECRET, self.ns, self.name)
+        except kube_mod.KubeError as err:
+            log.warning("%s: undo skipped, cannot read the lock: %s", self.where(), err)
+            return
+        held = None if meta is None else Lock.from_metadata(meta)
+        if held is None or held.submit_id != self.submit_id or held.uid != self.mine.uid:
+            log.warning("%s: undo skipped: the lock is no longer this call's", self.where())
+            return
+        try:
+            self.helm.uninstall(
+                self.release, self.ns, no_hooks=True, timeout=self.svc.settings.uninstall_timeout
+            )
+        except helm_mod.HelmError as err:
+            log.warning("%s: undo: helm uninstall failed: %s", self.where(), err)
+        try:
+            self.svc.delete_leftovers(self.ns, self.release, keep_lock=True)
+        except kube_mod.KubeError as err:
+            log.warning("%s: undo: leftover deletion failed: %s", self.where(), err)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        """Delete this call's Secret (that very object: uid precondition)."""
+        if self.mine is None:
+            return
+        try:
+            self.kube.delete(kube_mod.SECRET, self.ns, self.name, uid=self.mine.uid)
+        except kube_mod.KubeError as err:
+            log.warning("%s: cannot delete this call's lock: %s", self.where(), err)
+        self.mine = None
+
+    def _renew(self) -> None:
+        """Make the lock again, so that its age (on the server) counts from this install."""
+        assert self.mine is not None
+        self.kube.delete(kube_mod.SECRET, self.ns, self.name, uid=self.mine.uid)
+        self.mine = None
+
+    def _replace(self, why: str) -> None:
+        if self.replaced:
+            self._unlock()
+            raise SubmitBusy(f"{self.where()}: the release is still {why} after one sweep; try again later")
+        self.replaced = True
+        log.warning("%s: the release is %s: sweeping it and installing again", self.where(), why)
+        swept = self.svc.sweep_release(self.release, self.ns, keep_lock=True)
+        if not swept.clean:
+            self._unlock()
+            raise SubmitBusy(
+                f"{self.where()}: the previous release's objects are still present: "
+                f"{', '.join(swept.remaining)}; try again later"
+            )
+
+    def _take_over(self, holder: Lock, why: str) -> None:
+        self.takeovers += 1
+        if self.takeovers > self.MAX_TAKEOVERS:
+            raise SubmitBusy(f"{self.where()}: the lock keeps changing hands; try again later")
+        log.warning("%s: taking the job's lock over (%s)", self.where(), why)
+        self.kube.delete(kube_mod.SECRET, self.ns, self.name, uid=holder.uid)
 
 
 # What a deadline verdict does to a live session: the phase it ends in and the reason reported.
@@ -483,7 +789,9 @@ def is_bad_input(err: BaseException) -> bool:
 
 def is_temporary(err: BaseException) -> bool:
     """True for errors worth retrying later (cluster unreachable, helm timeout)."""
-    return isinstance(err, kube_mod.KubeUnavailable | helm_mod.HelmUnavailable | helm_mod.HelmTimeout)
+    return isinstance(
+        err, kube_mod.KubeUnavailable | helm_mod.HelmUnavailable | helm_mod.HelmTimeout | SubmitBusy
+    )
 
 
 __all__ += ["DaskPandaSessionError", "is_bad_input", "is_temporary"]

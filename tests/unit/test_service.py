@@ -13,6 +13,7 @@ from orchestrator.helm import HelmError, HelmReleaseInfo, HelmRenderError
 from orchestrator.kube import KubeUnavailable
 from orchestrator.service import SessionService, Settings, is_bad_input, is_temporary
 from orchestrator.session import Phase
+from orchestrator.submit_lock import ANN_SUBMIT_ID
 from tests.conftest import ROOT
 from tests.unit.fakes import FakeHelm, FakeKube, pod, session_pods
 
@@ -42,7 +43,10 @@ def test_submit_installs_once() -> None:
     second = svc.submit(EXAMPLE)
     assert first.created and not second.created
     assert [c[0] for c in helm.calls] == ["status", "install", "status"]
-    assert kube.secrets_written == []  # batch: no Secret needed
+    # The Secret is the submit's lock: made once, even for a batch job with nothing secret in it.
+    assert kube.secrets_written == [{}]
+    secret = kube.find("ns", "Secret", "dask-1759473585-secret")
+    assert secret is not None and secret["metadata"]["annotations"][ANN_SUBMIT_ID]
 
 
 def test_submit_interactive_writes_the_secret_before_install() -> None:
