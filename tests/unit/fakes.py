@@ -18,7 +18,7 @@ import copy
 import itertools
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +44,7 @@ class FakeHelm:
     fail_uninstall_with_hooks: Exception | None = None
     fail_release: dict[str, Exception] = field(default_factory=dict)  # `helm status` of these fails
     install_delay: float = 0.0  # real seconds an install stays pending-install (racing threads)
+    on_install: Callable[[str, str], None] | None = None  # runs first in install; may raise
     version: str = "4.1.4"
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -72,6 +73,8 @@ class FakeHelm:
         secrets: Sequence[str] = (),
     ) -> HelmReleaseInfo:
         self._call("install", namespace, name)
+        if self.on_install is not None:
+            self.on_install(namespace, name)
         key = (namespace, name)
         with self.lock:
             if key in self.releases:
@@ -209,6 +212,18 @@ class FakeKube:
     def server_time(self) -> datetime | None:
         self._count()
         return self._date()
+
+    def version(self) -> str:
+        self._count()
+        return "v1.35.4"
+
+    def can_i(self, namespace: str, verb: str, resource: str, group: str = "") -> bool:
+        self._count()
+        return True
+
+    def exists(self, path: str) -> bool:
+        self._count()
+        return True
 
     def pod_events(self, namespace: str, release: str) -> list[dict[str, Any]]:
         self._count()
