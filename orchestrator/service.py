@@ -592,12 +592,25 @@ class _Submit:
         self.waited = 0.0
         self.replaced = False
         self.takeovers = 0
+        self.installing = False  # from here on, a failure is undone by `_undo`
 
     def where(self) -> str:
         return f"submit {self.ns}/{self.release}"
 
     def run(self) -> bool:
-        """True when this call installed the release, False when it adopted the existing one."""
+        """True when this call installed the release, False when it adopted the existing one.
+
+        Whatever goes wrong before the install (helm or the API unreachable, a wait given up),
+        this call's lock is released again, so a retry need not wait for it to turn stale.
+        """
+        try:
+            return self._run()
+        except BaseException:
+            if self.mine is not None and not self.installing:
+                self._unlock()
+            raise
+
+    def _run(self) -> bool:
         for _ in range(int(self.budget / self.poll) + 32):
             holder, server_now = self._lock()
             if holder is None:
@@ -667,6 +680,7 @@ class _Submit:
 
     def _install(self) -> bool:
         rendered = self.rendered
+        self.installing = True
         try:
             self.helm.install(
                 self.release,
@@ -679,6 +693,7 @@ class _Submit:
             # Made by someone without the lock (a manual install, an older orchestrator): never
             # undo it; look again (adopt it once deployed).
             log.warning("%s: the release was made by someone else meanwhile", self.where())
+            self.installing = False
             return False
         except helm_mod.HelmError as err:
             log.warning("%s failed (%s); removing what this call created", self.where(), type(err).__name__)

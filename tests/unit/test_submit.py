@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.helm import HelmError, HelmReleaseInfo, HelmTimeout
+from orchestrator.helm import HelmError, HelmReleaseInfo, HelmTimeout, HelmUnavailable
 from orchestrator.kube import KubeUnavailable
 from orchestrator.service import SessionService, Settings, SubmitBusy, SubmitResult, is_temporary
 from orchestrator.submit_lock import ANN_SUBMIT_ID, ANN_WORKER_ID, STALE_MARGIN_SECONDS
@@ -344,3 +344,13 @@ def test_the_lock_records_the_call_and_the_worker() -> None:
     assert meta["annotations"][ANN_WORKER_ID] == "42"
     assert len(meta["annotations"][ANN_SUBMIT_ID]) == 32  # a uuid4, fresh per call
     assert meta["creationTimestamp"] == SERVER_NOW.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_failure_before_the_install_releases_this_calls_lock() -> None:
+    helm, kube = FakeHelm(), FakeKube()
+    helm.fail_release[RELEASE] = HelmUnavailable("helm status ns/dask-1759473585: cluster unreachable")
+    with pytest.raises(HelmUnavailable) as err:
+        service(helm, kube).submit(EXAMPLE)
+    assert is_temporary(err.value)
+    assert kube.find("ns", "Secret", SECRET) is None  # a retry need not wait for a stale lock
+    assert helm.count("install") == 0
