@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -336,7 +336,10 @@ def gc(
     namespace: NamespaceOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
 ) -> None:
-    """Remove orphans (objects whose release is gone) and releases older than their lifetime."""
+    """Remove orphans (objects whose release is gone) and releases older than their lifetime.
+
+    Each release is handled on its own; any that could not be is shown and the exit status is 1.
+    """
     svc = service()
     with errors():
         actions = svc.gc(namespace=namespace, dry_run=dry_run)
@@ -344,23 +347,33 @@ def gc(
     for action in actions:
         extra = f": {', '.join(action.objects)}" if action.objects else ""
         out.print(f"{verb} {action.release} ({action.why}){extra}", highlight=False)
-    if not actions:
+    if not actions and not actions.failures:
         out.print("nothing to collect")
+    _report_failures("cannot collect", actions.failures)
 
 
 @app.command()
 def enforce(namespace: NamespaceOpt = None) -> None:
     """End every session past its lifetime, lease or startup timeout (run it from cron).
 
-    One pod LIST for the namespace; a helm uninstall only for the sessions it ends.
+    One pod LIST for the namespace; a helm uninstall only for the sessions it ends. Each session
+    is ended on its own; any that could not be is shown and the exit status is 1.
     """
     svc = service()
     with errors():
         ended = svc.enforce_deadlines(namespace=namespace)
     for release, reason in sorted(ended.items()):
         out.print(f"ended {release}: {reason}", highlight=False)
-    if not ended:
+    if not ended and not ended.failures:
         out.print("no session is past a deadline")
+    _report_failures("cannot end", ended.failures)
+
+
+def _report_failures(what: str, failures: Mapping[str, Exception]) -> None:
+    for release, error in sorted(failures.items()):
+        err.print(f"[bold red]error:[/] {what} {release}: {error}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -368,9 +381,9 @@ def doctor(namespace: NamespaceOpt = None) -> None:
     """Check helm, the cluster, the namespace, the permissions, the shared claim and the proxy Secret."""
     svc = service()
     ns = namespace or CTX.settings.namespace
-    checks: list[tuple[str, bool, str]] = []
+    checks: list[tuple[str, bool | None, str]] = []  # ok None: a warning, not a failure
 
-    def check(name: str, probe: Callable[[], tuple[bool, str]]) -> None:
+    def check(name: str, probe: Callable[[], tuple[bool | None, str]]) -> None:
         try:
             ok, detail = probe()
         except DaskPandaSessionError as e:
@@ -379,6 +392,7 @@ def doctor(namespace: NamespaceOpt = None) -> None:
 
     check("helm", lambda: (True, f"{CTX.settings.helm_executable} {svc.helm.version}"))
     check("cluster", lambda: (True, f"Kubernetes {svc.kube.version()}"))
+    check("clock", lambda: _clock(svc))
     # Through its `default` ServiceAccount: a namespaced Role cannot read Namespace objects.
     check("namespace", lambda: (svc.kube.exists(f"/api/v1/namespaces/{ns}/serviceaccounts/default"), ns))
 
@@ -399,10 +413,28 @@ def doctor(namespace: NamespaceOpt = None) -> None:
     for column in ("check", "ok", "detail"):
         table.add_column(column)
     for name, ok, detail in checks:
-        table.add_row(name, "[green]yes[/]" if ok else "[red]NO[/]", detail)
+        mark = "[yellow]warn[/]" if ok is None else "[green]yes[/]" if ok else "[red]NO[/]"
+        table.add_row(name, mark, detail)
     out.print(table)
-    if not all(ok for _, ok, _ in checks):
+    for name, ok, detail in checks:
+        if ok is None:
+            err.print(f"[bold yellow]warning:[/] {name}: {detail}", highlight=False)
+    if any(ok is False for _, ok, _ in checks):
         raise typer.Exit(1)
+
+
+# Above this host-vs-API-server skew, doctor warns (the orchestrator's verdicts use the server's
+# clock and are not affected; Harvester's own bookkeeping on the host is).
+CLOCK_SKEW_WARNING_SECONDS = 60.0
+
+
+def _clock(svc: SessionService) -> tuple[bool | None, str]:
+    skew = svc.clock_skew()
+    side = "ahead of" if skew >= 0 else "behind"
+    detail = f"the host is {abs(skew):.0f} s {side} the API server"
+    if abs(skew) > CLOCK_SKEW_WARNING_SECONDS:
+        return None, f"{detail} (more than {CLOCK_SKEW_WARNING_SECONDS:.0f} s: synchronise the host clock)"
+    return True, detail
 
 
 def _claim_bound(svc: SessionService, ns: str, claim: str) -> tuple[bool, str]:

@@ -6,7 +6,12 @@ counted (the benchmarks and tests check that observation costs one LIST per name
 (c) errors are translated once: an unreachable cluster is `KubeUnavailable` (temporary, Harvester
 must not cancel anything), anything else `KubeError`.
 
-Secrets are written here and nowhere else; their values are never logged or put in an error.
+Secrets are written here and nowhere else; their values are never logged or put in an error, and
+they are never read back (the per-job Secret is read as metadata only).
+
+Time: every API answer carries the server's `Date` header. The calls whose callers reason about
+ages (the pod LIST of observe, the Secret that serves as a submit's lock) return it, so ages are
+measured on the API server's clock, never the host's.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,6 +33,7 @@ __all__ = [
     "LEFTOVER_KINDS",
     "Kind",
     "Kube",
+    "KubeConflict",
     "KubeError",
     "KubeUnavailable",
     "instance_selector",
@@ -43,6 +51,14 @@ class KubeError(DaskPandaSessionError):
 
 class KubeUnavailable(KubeError):
     """The API could not be reached or answered 5xx: temporary, try again next cycle."""
+
+
+class KubeConflict(KubeError):
+    """409: the object exists already, or a precondition (its uid) no longer holds."""
+
+
+# Asks for an object's metadata only (no `data` of a Secret ever travels back).
+_METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,22 @@ class Kube:
         missing_ok: bool = False,
     ) -> Any:
         """One API request; returns the decoded JSON (None for a tolerated 404)."""
+        return self.request_at(
+            method, path, query=query, body=body, content_type=content_type, missing_ok=missing_ok
+        )[0]
+
+    def request_at(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        missing_ok: bool = False,
+    ) -> tuple[Any, datetime | None]:
+        """One API request: (decoded JSON or None for a tolerated 404, the server's Date or None)."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -151,7 +183,7 @@ class Kube:
                 path,
                 method,
                 query_params=list((query or {}).items()),
-                header_params={"Accept": "application/json", "Content-Type": content_type},
+                header_params={"Accept": accept, "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
@@ -159,24 +191,36 @@ class Kube:
             )
         except ApiException as err:
             if err.status == 404 and missing_ok:
-                return None
+                return None, _date(getattr(err, "headers", None))
             if err.status == 0 or err.status >= 500 or err.status == 429:
                 raise KubeUnavailable(
                     f"{method} {path}: the API answered {err.status} {err.reason}"
                 ) from None
-            raise KubeError(f"{method} {path}: {err.status} {err.reason}: {_api_message(err)}") from None
+            message = f"{method} {path}: {err.status} {err.reason}: {_api_message(err)}"
+            if err.status == 409:
+                raise KubeConflict(message) from None
+            raise KubeError(message) from None
         except (HTTPError, OSError) as err:
             raise KubeUnavailable(
                 f"{method} {path}: cluster unreachable: {type(err).__name__}: {err}"
             ) from None
-        raw = response[0].data if isinstance(response, tuple) else response.data
-        return json.loads(raw) if raw else None
+        if isinstance(response, tuple):
+            raw, headers = response[0].data, response[2] if len(response) > 2 else None
+        else:
+            raw, headers = response.data, getattr(response, "headers", None)
+        return (json.loads(raw) if raw else None), _date(headers)
 
     # -- observation (hot path) ----------------------------------------------------------------
     def list_pods(self, namespace: str, selector: str = APP_SELECTOR) -> list[dict[str, Any]]:
         """ONE LIST of every session pod of the namespace, as plain API JSON."""
-        data = self.request("GET", POD.path(namespace), query={"labelSelector": selector})
-        return list(data.get("items", [])) if data else []
+        return self.list_pods_at(namespace, selector)[0]
+
+    def list_pods_at(
+        self, namespace: str, selector: str = APP_SELECTOR
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        """The same ONE LIST, with the API server's time of the answer (None if it sent no Date)."""
+        data, date = self.request_at("GET", POD.path(namespace), query={"labelSelector": selector})
+        return (list(data.get("items", [])) if data else []), date
 
     def pod_events(self, namespace: str, release: str) -> list[dict[str, Any]]:
         """The events of one release's pods: asked only for a session that is failing."""
@@ -190,31 +234,51 @@ class Kube:
 
     # -- the per-job Secret ----------------------------------------------------------------------
     def create_secret(
-        self, namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str]
-    ) -> None:
-        """Create (or replace) the per-job Secret. The values go in the request body only."""
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Create the per-job Secret; returns its metadata (uid, creationTimestamp, annotations).
+
+        Create only, never replace: the Secret is also the submit's lock, so an existing one
+        raises `KubeConflict` and the caller decides. The values go in the request body only.
+        """
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "labels": dict(labels)},
+            "metadata": {"name": name, "labels": dict(labels), "annotations": dict(annotations or {})},
             "type": "Opaque",
             "stringData": dict(data),
         }
-        try:
-            self.request("POST", SECRET.path(namespace), body=body)
-        except KubeError as err:
-            if "409" not in str(err):
-                raise
-            self.request("PUT", SECRET.path(namespace, name), body=body)
+        created = self.request("POST", SECRET.path(namespace), body=body)
+        return dict((created or {}).get("metadata", {}))
 
-    def delete(self, kind: Kind, namespace: str, name: str) -> bool:
-        """Delete one object; False when it was already gone."""
-        result = self.request(
-            "DELETE",
-            kind.path(namespace, name),
-            body={"propagationPolicy": "Background"},
-            missing_ok=True,
-        )
+    def metadata_at(
+        self, kind: Kind, namespace: str, name: str
+    ) -> tuple[dict[str, Any] | None, datetime | None]:
+        """One object's metadata only (a Secret's data is not even sent), and the server's time."""
+        obj, date = self.request_at("GET", kind.path(namespace, name), accept=_METADATA_ONLY, missing_ok=True)
+        return (dict(obj.get("metadata", {})) if obj else None), date
+
+    def delete(self, kind: Kind, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete one object; False when it was already gone.
+
+        With `uid`, only that very object is deleted (a precondition checked by the API server):
+        when the name now belongs to a newer object, nothing is deleted and False is returned.
+        """
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
+        try:
+            result = self.request("DELETE", kind.path(namespace, name), body=body, missing_ok=True)
+        except KubeConflict:
+            if uid is None:
+                raise
+            log.info("%s %s/%s: not deleted, it is no longer the object %s", kind.name, namespace, name, uid)
+            return False
         return result is not None
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
@@ -256,6 +320,10 @@ class Kube:
         data = self.request("GET", "/version")
         return str(data.get("gitVersion", "?"))
 
+    def server_time(self) -> datetime | None:
+        """The API server's clock (the Date of one cheap `/version` request), None if not sent."""
+        return self.request_at("GET", "/version")[1]
+
     def can_i(self, namespace: str, verb: str, resource: str, group: str = "") -> bool:
         body = {
             "apiVersion": "authorization.k8s.io/v1",
@@ -278,6 +346,23 @@ class Kube:
 
 def _in_cluster() -> bool:
     return Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
+
+
+def _date(headers: Any) -> datetime | None:
+    """The HTTP `Date` header as an aware UTC datetime (None when absent or malformed)."""
+    if not headers:
+        return None
+    try:
+        value = headers.get("Date") or headers.get("date")
+    except AttributeError:
+        return None
+    if not value:
+        return None
+    try:
+        date = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    return date if date.tzinfo is not None else date.replace(tzinfo=UTC)
 
 
 def _api_message(err: Any) -> str:

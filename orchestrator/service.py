@@ -7,9 +7,11 @@ state from the pods, so any process can pick up any session (Harvester builds ne
 every cycle).
 
 Costs, by design:
-* `observe`: ONE pod LIST per namespace, whatever the number of sessions; events are fetched only
-  for a session that is failing. No helm process.
-* `submit`: one `helm status` (idempotency) + one Secret write + one `helm install`.
+* `observe`: ONE pod LIST per namespace, whatever the number of sessions (its Date header is the
+  clock the states are judged on); events are fetched only for a session that is failing. No
+  helm process.
+* `submit`: one Secret create (the job's lock) + one `helm status` + one `helm install`; a
+  concurrent or repeated submit: the create's conflict, one metadata GET and one `helm status`.
 * `kill`/`sweep`: helm uninstall, then label-based verification over every kind the release and
   its hooks can create.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,12 +39,16 @@ from orchestrator.session import (
     derive_session,
     group_pods_by_release,
 )
+from orchestrator.submit import Submit, SubmitBusy
 from orchestrator.values import QueueConfig, RenderedValues, load_queue, render_values, secret_name
 
 __all__ = [
+    "Ended",
     "GcAction",
+    "GcActions",
     "SessionService",
     "Settings",
+    "SubmitBusy",
     "SubmitResult",
     "SweepResult",
     "utcnow",
@@ -67,6 +73,7 @@ class Settings:
     kubeconfig: str | None = None
     kube_context: str | None = None
     install_timeout: float = 300.0
+    submit_poll_seconds: float = 2.0  # how often a submit looks again while another one is at work
     uninstall_timeout: float = 120.0
     cleanup_timeout: float = 120.0
     verify_timeout: float = 60.0
@@ -120,6 +127,29 @@ class GcAction:
     release: str
     why: str
     objects: tuple[str, ...] = field(default_factory=tuple)
+
+
+class GcActions(list[GcAction]):
+    """What `gc` removed (or would remove), and `failures`: {release: error} it could not handle."""
+
+    def __init__(
+        self, actions: Iterable[GcAction] = (), failures: Mapping[str, DaskPandaSessionError] | None = None
+    ) -> None:
+        super().__init__(actions)
+        self.failures: dict[str, DaskPandaSessionError] = dict(failures or {})
+
+
+class Ended(dict[str, str]):
+    """{release: reason} of the sessions `enforce_deadlines` ended, and `failures`: {release:
+    error} of those it could not end (they are tried again on the next run)."""
+
+    def __init__(
+        self,
+        ended: Mapping[str, str] | None = None,
+        failures: Mapping[str, DaskPandaSessionError] | None = None,
+    ) -> None:
+        super().__init__(ended or {})
+        self.failures: dict[str, DaskPandaSessionError] = dict(failures or {})
 
 
 class SessionService:
@@ -177,10 +207,16 @@ class SessionService:
         namespace: str | None = None,
         harvester_worker_id: int | None = None,
     ) -> SubmitResult:
-        """Install the job's release; a second submit of the same job returns the existing one.
+        """Install the job's release, or return the one already deployed for it.
 
-        Bad input raises an InputError before anything is created; if the install fails, the
-        Secret and whatever helm created are removed again, so a failed submit leaves nothing.
+        Safe to race and to retry: the per-job Secret is the lock (see `orchestrator.submit`),
+        so any number of concurrent submits of one job make exactly one release and all return
+        it. A release left `failed`, `uninstalling` or stale `pending-*`, or deployed for another
+        Harvester worker, is swept and installed again (once). Bad input raises an InputError
+        before anything is created. A failed install undoes only what this call made: its own
+        Secret (checked by submit-id and uid) and the release its own install created; a release
+        someone else made (`HelmReleaseExists`) is never touched. Another submitter still at work
+        after the install timeout gives `SubmitBusy` (temporary).
         """
         job, rendered = self.render(
             job_data,
@@ -189,63 +225,27 @@ class SessionService:
             namespace=namespace,
             harvester_worker_id=harvester_worker_id,
         )
-        ns, release = rendered.namespace, rendered.release
         result = SubmitResult(
-            release=release,
-            namespace=ns,
+            release=rendered.release,
+            namespace=rendered.namespace,
             pandaid=job.pandaid,
             mode=str(job.mode),
             workers=job.workers,
             created=False,
             adjustments=rendered.adjustments,
         )
-        if self.helm.release(release, ns) is not None:
-            log.info("submit %s/%s: the release exists already; nothing to do", ns, release)
-            return result
-        if rendered.secret:
-            labels = {
-                "app.kubernetes.io/name": "dask-panda-session",
-                "app.kubernetes.io/instance": release,
-                "app.kubernetes.io/component": "secret",
-                "app.kubernetes.io/managed-by": "dask-panda-session",
-                "dask-panda-session/pandaid": str(job.pandaid),
-            }
-            assert rendered.secret_name is not None
-            self.kube.create_secret(ns, rendered.secret_name, rendered.secret.reveal(), labels)
-        try:
-            self.helm.install(
-                release,
-                ns,
-                rendered.values,
-                timeout=self.settings.install_timeout,
-                secrets=rendered.secret.values_to_scrub(),
+        worker = "" if job.harvester_worker_id is None else str(job.harvester_worker_id)
+        created = Submit(self, job, rendered, worker).run()
+        if created:
+            log.info(
+                "submitted %s/%s: PanDA job %s, %s mode, %d workers",
+                rendered.namespace,
+                rendered.release,
+                job.pandaid,
+                job.mode,
+                job.workers,
             )
-        except helm_mod.HelmError as err:
-            log.warning(
-                "submit %s/%s failed (%s); removing what was created", ns, release, type(err).__name__
-            )
-            self._undo_submit(release, ns)
-            raise
-        log.info(
-            "submitted %s/%s: PanDA job %s, %s mode, %d workers",
-            ns,
-            release,
-            job.pandaid,
-            job.mode,
-            job.workers,
-        )
-        return SubmitResult(**{**result.__dict__, "created": True})
-
-    def _undo_submit(self, release: str, namespace: str) -> None:
-        try:
-            self.helm.uninstall(release, namespace, no_hooks=True, timeout=self.settings.uninstall_timeout)
-        except helm_mod.HelmError as err:
-            log.warning("undo %s/%s: helm uninstall failed: %s", namespace, release, err)
-        try:
-            self.kube.delete_labelled(namespace, kube_mod.instance_selector(release))
-            self.kube.delete(kube_mod.SECRET, namespace, secret_name(release))
-        except kube_mod.KubeError as err:
-            log.warning("undo %s/%s: leftover deletion failed: %s", namespace, release, err)
+        return replace(result, created=created)
 
     # -- observe ----------------------------------------------------------------------------
     def observe(
@@ -259,13 +259,22 @@ class SessionService:
     ) -> dict[str, SessionState]:
         """The state of many sessions from ONE pod LIST of the namespace (no helm call).
 
-        `releases=None` means every session found. A release with no pod at all is reported
+        `releases=None` means every session found. The states are judged on the API server's
+        clock (the Date of that LIST; `now` overrides it): the pods' timestamps come from that
+        clock too, so a skewed host changes no verdict. A release with no pod at all is reported
         `cancelled`/ReleaseMissing, unless `submitted` says it was submitted less than its
-        startup grace ago (its hook or pods may not exist yet).
+        startup grace ago (its hook or pods may not exist yet); `submitted` holds the caller's
+        own (host) times, so that age is measured on the host clock.
         """
         ns = namespace or self.settings.namespace
-        now = now or self.clock()
-        groups = group_pods_by_release(self.kube.list_pods(ns))
+        pods_listed, server_now = self.kube.list_pods_at(ns)
+        if now is None:
+            now = server_now
+        if now is None:
+            now = self.clock()
+            log.debug("observe %s: the API server sent no Date; judging on the host clock", ns)
+        host_now = self.clock()
+        groups = group_pods_by_release(pods_listed)
         wanted = list(releases) if releases is not None else sorted(groups)
         states: dict[str, SessionState] = {}
         for release in wanted:
@@ -273,13 +282,34 @@ class SessionService:
             known = True
             if not pods:
                 since = (submitted or {}).get(release)
-                known = since is not None and (now - since).total_seconds() < self.settings.gc_grace_seconds
+                known = (
+                    since is not None and (host_now - since).total_seconds() < self.settings.gc_grace_seconds
+                )
             state = derive_session(release, ns, pods, now=now, release_known=known)
             if with_events and pods and state.reason and state.phase in (Phase.STARTING, Phase.FAILED):
                 events = self.kube.pod_events(ns, release)
                 state = derive_session(release, ns, pods, now=now, release_known=known, events=events)
             states[release] = apply_deadline(state, pods, now)
         return states
+
+    def clock_skew(self) -> float:
+        """Seconds the host's clock is ahead of the API server's (negative: behind); one request.
+
+        Verdicts use the server's clock, so skew does not change them; a large skew still
+        matters to whatever else on the host reads the time (Harvester's own bookkeeping).
+        """
+        server = self.kube.server_time()
+        if server is None:
+            raise kube_mod.KubeError("the API server sent no Date header: the clock skew is unknown")
+        return (self.clock() - server).total_seconds()
+
+    def server_now(self) -> datetime:
+        """The API server's time (one request), or the host's when the server sends no Date."""
+        server = self.kube.server_time()
+        if server is None:
+            log.debug("the API server sent no Date; using the host clock")
+            return self.clock()
+        return server
 
     # -- kill / sweep ----------------------------------------------------------------------------
     def kill(self, release: str, *, namespace: str | None = None) -> SweepResult:
@@ -299,7 +329,14 @@ class SessionService:
 
         Returns clean=True only when nothing labelled for the job remains (with verify).
         """
-        ns = namespace or self.settings.namespace
+        return self.sweep_release(release, namespace or self.settings.namespace, verify=verify)
+
+    def sweep_release(
+        self, release: str, namespace: str, *, verify: bool = True, keep_lock: bool = False
+    ) -> SweepResult:
+        """`sweep`; with `keep_lock`, the job's Secret stays (a submit replacing the release
+        holds it as its lock) and "clean" means nothing else labelled for the job remains."""
+        ns = namespace
         notes: list[str] = []
         used_fallback = False
         cleanup_completed: bool | None = None
@@ -307,7 +344,7 @@ class SessionService:
         if info is not None:
             values: dict[str, Any] | None = None
             try:
-                if info.status in ("uninstalling", "failed", "pending-install"):
+                if info.status in ("uninstalling", "failed") or info.status.startswith("pending-"):
                     raise helm_mod.HelmError(f"release is {info.status}: skipping its hooks")
                 self.helm.uninstall(release, ns, timeout=self.settings.uninstall_timeout)
             except helm_mod.HelmError as err:
@@ -320,12 +357,12 @@ class SessionService:
                 self.helm.uninstall(release, ns, no_hooks=True, timeout=self.settings.uninstall_timeout)
             if values is not None:
                 cleanup_completed = self._run_cleanup(release, ns, values, notes)
-        self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
-        selector = kube_mod.instance_selector(release)
-        self.kube.delete_labelled(ns, selector)
+        if not keep_lock:
+            self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
+        self.delete_leftovers(ns, release, keep_lock=keep_lock)
         remaining: list[str] = []
         if verify:
-            remaining = self._wait_gone(ns, selector)
+            remaining = self._wait_gone(ns, release, keep_lock=keep_lock)
         return SweepResult(
             release=release,
             namespace=ns,
@@ -337,16 +374,40 @@ class SessionService:
             notes=tuple(notes),
         )
 
-    def _wait_gone(self, namespace: str, selector: str) -> list[str]:
+    def delete_leftovers(self, namespace: str, release: str, *, keep_lock: bool = False) -> None:
+        """Delete every object labelled for the job (but its Secret, with `keep_lock`)."""
+        selector = kube_mod.instance_selector(release)
+        if not keep_lock:
+            self.kube.delete_labelled(namespace, selector)
+            return
+        for kind, obj in self._labelled(namespace, release, keep_lock=True):
+            meta = obj.get("metadata", {})
+            if not meta.get("deletionTimestamp"):
+                self.kube.delete(kind, namespace, str(meta.get("name")))
+
+    def _labelled(
+        self, namespace: str, release: str, *, keep_lock: bool
+    ) -> list[tuple[kube_mod.Kind, dict[str, Any]]]:
+        found = self.kube.list_labelled(namespace, kube_mod.instance_selector(release))
+        if not keep_lock:
+            return found
+        lock = secret_name(release)
+        return [
+            (kind, obj)
+            for kind, obj in found
+            if not (kind.name == kube_mod.SECRET.name and obj.get("metadata", {}).get("name") == lock)
+        ]
+
+    def _wait_gone(self, namespace: str, release: str, *, keep_lock: bool = False) -> list[str]:
         deadline = time.monotonic() + self.settings.verify_timeout
         while True:
-            found = self.kube.list_labelled(namespace, selector)
+            found = self._labelled(namespace, release, keep_lock=keep_lock)
             if not found:
                 return []
             if time.monotonic() > deadline:
                 return kube_mod.names(found)
             # objects still terminating, or created late by a controller: delete again
-            self.kube.delete_labelled(namespace, selector)
+            self.delete_leftovers(namespace, release, keep_lock=keep_lock)
             self.sleep(1.0)
 
     def _run_cleanup(self, release: str, namespace: str, values: Mapping[str, Any], notes: list[str]) -> bool:
@@ -397,28 +458,43 @@ class SessionService:
             if s.deadline is not None or (s.final and s.reason in DEADLINE_REASONS)
         }
 
-    def enforce_deadlines(
-        self, *, namespace: str | None = None, now: datetime | None = None
-    ) -> dict[str, str]:
+    def enforce_deadlines(self, *, namespace: str | None = None, now: datetime | None = None) -> Ended:
         """Observe the namespace (one LIST) and end every session past a deadline.
 
-        Returns {release: reason} of the sessions it ended. Kubernetes enforces the lifetime too
+        Returns {release: reason} of the sessions it ended. Each session is ended on its own: one
+        that cannot be (a helm or API error) is logged and put in `failures`, and the rest go on;
+        during an outage (cluster or helm unreachable) the rest are reported as failed with it
+        rather than tried one by one. Kubernetes enforces the lifetime too
         (activeDeadlineSeconds); this is the second line, and the only one for the interactive
         lease and the startup timeout.
         """
         ns = namespace or self.settings.namespace
-        ended = self.overdue(self.observe(namespace=ns, now=now))
-        for release, reason in ended.items():
+        result = Ended()
+        overdue = self.overdue(self.observe(namespace=ns, now=now))
+        for release, reason in overdue.items():
+            if release in result.failures:
+                continue
             log.info("ending %s/%s: %s", ns, release, reason)
-            self.kill(release, namespace=ns)
-        return ended
+            try:
+                self.kill(release, namespace=ns)
+            except DaskPandaSessionError as err:
+                self._failed(result.failures, release, err, "end", ns, overdue)
+                continue
+            result[release] = reason
+        return result
 
     def gc(
         self, *, namespace: str | None = None, dry_run: bool = False, now: datetime | None = None
-    ) -> list[GcAction]:
-        """Remove orphans (objects whose release is gone) and releases older than their lifetime."""
+    ) -> GcActions:
+        """Remove orphans (objects whose release is gone) and releases older than their lifetime.
+
+        `helm list` only nominates orphans: each is confirmed with its own `helm status` before
+        anything is deleted, so a partial or empty listing never removes a live session. Ages
+        are measured on the API server's clock (`now` overrides it). Each release is handled on
+        its own: a failure is logged and put in `failures`, and the rest go on.
+        """
         ns = namespace or self.settings.namespace
-        now = now or self.clock()
+        now = now or self.server_now()
         releases = {r.name: r for r in self.helm.list_releases(ns)}
         objects = self.kube.list_labelled(ns, kube_mod.APP_SELECTOR)
         by_instance: dict[str, list[tuple[kube_mod.Kind, dict[str, Any]]]] = {}
@@ -426,26 +502,65 @@ class SessionService:
             instance = obj.get("metadata", {}).get("labels", {}).get(kube_mod.INSTANCE_LABEL)
             if instance:
                 by_instance.setdefault(instance, []).append((kind, obj))
-        actions: list[GcAction] = []
+        result = GcActions()
         grace = timedelta(seconds=self.settings.gc_grace_seconds)
+        candidates: list[GcAction] = []
         for instance, objs in sorted(by_instance.items()):
             if instance in releases:
                 continue
             newest = max((t for _, o in objs if (t := _created(o)) is not None), default=None)
             if newest is not None and now - newest < grace:
                 continue  # maybe a submit in progress: its Secret comes before its release
-            actions.append(GcAction(instance, "orphan: its release is gone", tuple(kube_mod.names(objs))))
+            candidates.append(GcAction(instance, "orphan: its release is gone", tuple(kube_mod.names(objs))))
+        for action in candidates:
+            if action.release in result.failures:
+                continue
+            try:
+                live = self.helm.release(action.release, ns)
+            except DaskPandaSessionError as err:
+                self._failed(result.failures, action.release, err, "confirm the orphan", ns, candidates)
+                continue
+            if live is not None:
+                log.warning("gc %s/%s: not an orphan, its release is %s", ns, action.release, live.status)
+                continue
+            result.append(action)
         for name, info in sorted(releases.items()):
             lifetime = self._lifetime(by_instance.get(name, []))
             if info.updated is not None and now - info.updated > timedelta(seconds=lifetime) + grace:
-                actions.append(GcAction(name, f"release older than its lifetime ({lifetime:.0f} s)"))
-        if not dry_run:
-            for action in actions:
+                result.append(GcAction(name, f"release older than its lifetime ({lifetime:.0f} s)"))
+        if dry_run:
+            return result
+        done = GcActions(failures=result.failures)
+        for action in result:
+            if action.release in done.failures:
+                continue
+            try:
                 if action.release in releases:
                     self.sweep(action.release, namespace=ns)
                 else:
                     self.kube.delete_labelled(ns, kube_mod.instance_selector(action.release))
-        return actions
+            except DaskPandaSessionError as err:
+                self._failed(done.failures, action.release, err, "collect", ns, result)
+                continue
+            done.append(action)
+        return done
+
+    @staticmethod
+    def _failed(
+        failures: dict[str, DaskPandaSessionError],
+        release: str,
+        err: DaskPandaSessionError,
+        what: str,
+        namespace: str,
+        todo: Iterable[str] | Iterable[GcAction],
+    ) -> None:
+        """Record one release's failure; an outage fails every release still to do with it."""
+        log.warning("cannot %s %s/%s: %s: %s", what, namespace, release, type(err).__name__, err)
+        failures[release] = err
+        if isinstance(err, kube_mod.KubeUnavailable | helm_mod.HelmUnavailable):
+            for item in todo:
+                other = item.release if isinstance(item, GcAction) else item
+                failures.setdefault(other, err)
 
     def _lifetime(self, objs: Iterable[tuple[kube_mod.Kind, Mapping[str, Any]]]) -> float:
         for _, obj in objs:
@@ -472,7 +587,9 @@ def is_bad_input(err: BaseException) -> bool:
 
 def is_temporary(err: BaseException) -> bool:
     """True for errors worth retrying later (cluster unreachable, helm timeout)."""
-    return isinstance(err, kube_mod.KubeUnavailable | helm_mod.HelmUnavailable | helm_mod.HelmTimeout)
+    return isinstance(
+        err, kube_mod.KubeUnavailable | helm_mod.HelmUnavailable | helm_mod.HelmTimeout | SubmitBusy
+    )
 
 
 __all__ += ["DaskPandaSessionError", "is_bad_input", "is_temporary"]

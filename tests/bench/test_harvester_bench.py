@@ -13,6 +13,7 @@ import json
 import platform
 import statistics
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,12 @@ MIX = (
 class JsonKube(FakeKube):
     """A FakeKube whose LIST decodes a JSON body, as the real client does (``Kube.request``)."""
 
-    def list_pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+    def list_pods_at(
+        self, namespace: str, selector: str = ""
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
         self._count("list_pods", namespace)
         body = json.dumps({"kind": "PodList", "apiVersion": "v1", "items": self.pods.get(namespace, [])})
-        return list(json.loads(body)["items"])
+        return list(json.loads(body)["items"]), self.server_now
 
 
 def pods_for(kind: str, pandaid: int, namespace: str) -> list[dict[str, Any]]:

@@ -14,12 +14,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from orchestrator.kube import APP_SELECTOR
+from orchestrator.kube import APP_SELECTOR, SECRET, KubeConflict
 from orchestrator.service import SessionService
 from orchestrator.session import Phase, SessionState
 from tests.cluster.conftest import KubeCluster
@@ -86,6 +86,56 @@ def test_submit_twice_makes_one_release(kube_cluster: KubeCluster, queue_ns: str
         "dask-101-worker-2",
     ]
     assert_swept(svc, kube_cluster, queue_ns, "dask-101")
+
+
+def test_the_submit_lock_on_the_real_api_server(kube_cluster: KubeCluster, namespace: str) -> None:
+    """What the submit's lock relies on, as the API server does it: create-only (409), the
+    metadata read that carries no Secret data, uid preconditions, and the Date of each answer."""
+    kube = service(kube_cluster, namespace).kube
+    labels = {"app.kubernetes.io/name": "dask-panda-session", "app.kubernetes.io/instance": "dask-77"}
+    meta = kube.create_secret(namespace, "dask-77-secret", {"k": "s3cr3t-value"}, labels, {"a": "b"})
+    assert meta["uid"] and meta["creationTimestamp"] and meta["annotations"] == {"a": "b"}
+    with pytest.raises(KubeConflict):
+        kube.create_secret(namespace, "dask-77-secret", {"k": "other"}, labels)
+    read, date = kube.metadata_at(SECRET, namespace, "dask-77-secret")
+    assert read is not None and read["uid"] == meta["uid"]
+    assert "s3cr3t-value" not in json.dumps(read) and "czNjcjN0LXZhbHVl" not in json.dumps(read)
+    assert date is not None and abs((date - datetime.now(UTC)).total_seconds()) < 300
+    assert kube.delete(SECRET, namespace, "dask-77-secret", uid="not-its-uid") is False
+    assert kube.metadata_at(SECRET, namespace, "dask-77-secret")[0] is not None
+    assert kube.delete(SECRET, namespace, "dask-77-secret", uid=meta["uid"]) is True
+    assert kube.metadata_at(SECRET, namespace, "dask-77-secret")[0] is None
+    pods, listed_at = kube.list_pods_at(namespace)
+    assert pods == [] and listed_at is not None
+    assert kube.server_time() is not None
+
+
+def test_concurrent_submits_make_one_release(
+    kube_cluster: KubeCluster, queue_ns: str, tmp_path: Path
+) -> None:
+    extra = [values_file(tmp_path, "t", fast_timeouts())]
+    results: list[bool] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def one() -> None:
+        svc = service(kube_cluster, queue_ns, submit_poll_seconds=1.0)
+        barrier.wait()
+        try:
+            results.append(svc.submit(job(102), values_files=extra).created)
+        except BaseException as err:  # collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == []
+    assert sorted(results) == [False, False, True]
+    svc = service(kube_cluster, queue_ns)
+    assert [(r.name, r.status) for r in svc.helm.list_releases(queue_ns)] == [("dask-102", "deployed")]
+    assert_swept(svc, kube_cluster, queue_ns, "dask-102")
 
 
 @pytest.mark.parametrize("helm", ["helm", "helm3"])

@@ -3,18 +3,35 @@
 They keep just enough state to behave like the real thing for the service layer (a release
 exists after install, pods can be planted, a Secret is stored) and record every call, so tests
 can assert what was done, how many API requests were made, and that nothing was left behind.
+
+Like the real API server, FakeKube refuses a second create of one Secret (409), stamps objects
+with a uid and a creationTimestamp from its own clock (`server_now`, which a test can move or
+set apart from the host's), answers lists with that clock as their Date, and honours uid
+preconditions on delete. FakeHelm refuses to install over an existing release
+(`HelmReleaseExists`), can hold an install in `pending-install` for a while (`install_delay`)
+and leave a `failed` release behind. Both are thread-safe, so real threads can race on them.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+import itertools
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrator.helm import HelmReleaseInfo
-from orchestrator.kube import APP_SELECTOR, Kind, KubeUnavailable
+from orchestrator.helm import HelmReleaseExists, HelmReleaseInfo
+from orchestrator.kube import APP_SELECTOR, SECRET, Kind, KubeConflict, KubeUnavailable
+from orchestrator.submit_lock import ANN_SUBMIT_ID, ANN_WORKER_ID
+
+SERVER_NOW = datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
+
+
+def stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -23,12 +40,28 @@ class FakeHelm:
     values: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
     fail_install: Exception | None = None
+    fail_install_leaves: str | None = None  # the status a failed install leaves (None: no release)
     fail_uninstall_with_hooks: Exception | None = None
+    fail_release: dict[str, Exception] = field(default_factory=dict)  # `helm status` of these fails
+    install_delay: float = 0.0  # real seconds an install stays pending-install (racing threads)
+    on_install: Callable[[str, str], None] | None = None  # runs first in install; may raise
     version: str = "4.1.4"
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def _call(self, *call: str) -> None:
+        with self.lock:
+            self.calls.append(call)
+
+    def count(self, operation: str) -> int:
+        with self.lock:
+            return sum(1 for c in self.calls if c[0] == operation)
 
     def release(self, name: str, namespace: str) -> HelmReleaseInfo | None:
-        self.calls.append(("status", namespace, name))
-        return self.releases.get((namespace, name))
+        self._call("status", namespace, name)
+        if name in self.fail_release:
+            raise self.fail_release[name]
+        with self.lock:
+            return self.releases.get((namespace, name))
 
     def install(
         self,
@@ -39,13 +72,31 @@ class FakeHelm:
         timeout: float | None = None,
         secrets: Sequence[str] = (),
     ) -> HelmReleaseInfo:
-        self.calls.append(("install", namespace, name))
-        if self.fail_install is not None:
-            raise self.fail_install
-        info = HelmReleaseInfo(name, namespace, 1, "deployed", datetime.now(UTC))
-        self.releases[(namespace, name)] = info
-        self.values[(namespace, name)] = copy.deepcopy(dict(values))
-        return info
+        self._call("install", namespace, name)
+        if self.on_install is not None:
+            self.on_install(namespace, name)
+        key = (namespace, name)
+        with self.lock:
+            if key in self.releases:
+                raise HelmReleaseExists(
+                    f"helm install {namespace}/{name}: cannot re-use a name that is still in use"
+                )
+            pending = HelmReleaseInfo(name, namespace, 1, "pending-install", datetime.now(UTC))
+            self.releases[key] = pending
+            self.values[key] = copy.deepcopy(dict(values))
+        if self.install_delay:
+            time.sleep(self.install_delay)
+        with self.lock:
+            if self.fail_install is not None:
+                if self.fail_install_leaves is None:
+                    self.releases.pop(key, None)
+                    self.values.pop(key, None)
+                else:
+                    self.releases[key] = HelmReleaseInfo(name, namespace, 1, self.fail_install_leaves, None)
+                raise self.fail_install
+            info = HelmReleaseInfo(name, namespace, 1, "deployed", datetime.now(UTC))
+            self.releases[key] = info
+            return info
 
     def uninstall(
         self,
@@ -56,23 +107,30 @@ class FakeHelm:
         timeout: float | None = None,
         wait: bool = False,
     ) -> bool:
-        self.calls.append(("uninstall-no-hooks" if no_hooks else "uninstall", namespace, name))
-        if not no_hooks and self.fail_uninstall_with_hooks is not None and (namespace, name) in self.releases:
-            raise self.fail_uninstall_with_hooks
-        return self.releases.pop((namespace, name), None) is not None
+        self._call("uninstall-no-hooks" if no_hooks else "uninstall", namespace, name)
+        with self.lock:
+            if (
+                not no_hooks
+                and self.fail_uninstall_with_hooks is not None
+                and (namespace, name) in self.releases
+            ):
+                raise self.fail_uninstall_with_hooks
+            return self.releases.pop((namespace, name), None) is not None
 
     def get_values(self, name: str, namespace: str) -> dict[str, Any]:
-        self.calls.append(("get-values", namespace, name))
-        return copy.deepcopy(self.values.get((namespace, name), {}))
+        self._call("get-values", namespace, name)
+        with self.lock:
+            return copy.deepcopy(self.values.get((namespace, name), {}))
 
     def list_releases(self, namespace: str) -> list[HelmReleaseInfo]:
-        self.calls.append(("list", namespace))
-        return [info for (ns, _), info in self.releases.items() if ns == namespace]
+        self._call("list", namespace)
+        with self.lock:
+            return [info for (ns, _), info in self.releases.items() if ns == namespace]
 
     def template(
         self, name: str, namespace: str, values: Mapping[str, Any], show_only: str | None = None
     ) -> list[dict[str, Any]]:
-        self.calls.append(("template", namespace, name))
+        self._call("template", namespace, name)
         job = {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -95,43 +153,126 @@ class FakeKube:
     lists: list[tuple[str, str]] = field(default_factory=list)
     unavailable: bool = False
     secrets_written: list[dict[str, str]] = field(default_factory=list)
+    deleted: list[tuple[str, str, str | None]] = field(default_factory=list)  # (kind, name, uid)
     jobs_complete: bool = True
+    server_now: datetime = SERVER_NOW  # the API server's clock
+    send_date: bool = True  # whether answers carry a Date header
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _uids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def _count(self) -> None:
-        self.requests += 1
+        with self.lock:
+            self.requests += 1
         if self.unavailable:
             raise KubeUnavailable("GET /api/v1/pods: cluster unreachable: ConnectionRefusedError")
 
+    def _date(self) -> datetime | None:
+        return self.server_now if self.send_date else None
+
     def put(self, namespace: str, kind: str, obj: dict[str, Any]) -> None:
-        self.objects.setdefault(namespace, {})[(kind, obj["metadata"]["name"])] = obj
+        with self.lock:
+            self.objects.setdefault(namespace, {})[(kind, obj["metadata"]["name"])] = obj
+
+    def find(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.objects.get(namespace, {}).get((kind, name))
+
+    def plant_lock(
+        self,
+        namespace: str,
+        release: str,
+        *,
+        age: float,
+        submit_id: str = "someone-else",
+        worker: str = "",
+    ) -> dict[str, Any]:
+        """Another submitter's lock Secret, made `age` seconds ago on the server's clock."""
+        meta = {
+            "name": f"{release}-secret",
+            "uid": f"uid-planted-{next(self._uids)}",
+            "creationTimestamp": stamp(self.server_now - timedelta(seconds=age)),
+            "labels": {"app.kubernetes.io/name": "dask-panda-session", "app.kubernetes.io/instance": release},
+            "annotations": {ANN_SUBMIT_ID: submit_id, ANN_WORKER_ID: worker},
+        }
+        self.put(namespace, "Secret", {"metadata": meta, "stringData": {}})
+        return meta
 
     def list_pods(self, namespace: str, selector: str = APP_SELECTOR) -> list[dict[str, Any]]:
+        return self.list_pods_at(namespace, selector)[0]
+
+    def list_pods_at(
+        self, namespace: str, selector: str = APP_SELECTOR
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
         self._count()
-        self.lists.append(("pods", namespace))
-        return [copy.deepcopy(o) for (k, _), o in self.objects.get(namespace, {}).items() if k == "Pod"]
+        with self.lock:
+            self.lists.append(("pods", namespace))
+            pods = [copy.deepcopy(o) for (k, _), o in self.objects.get(namespace, {}).items() if k == "Pod"]
+        return pods, self._date()
+
+    def server_time(self) -> datetime | None:
+        self._count()
+        return self._date()
+
+    def version(self) -> str:
+        self._count()
+        return "v1.35.4"
+
+    def can_i(self, namespace: str, verb: str, resource: str, group: str = "") -> bool:
+        self._count()
+        return True
+
+    def exists(self, path: str) -> bool:
+        self._count()
+        return True
 
     def pod_events(self, namespace: str, release: str) -> list[dict[str, Any]]:
         self._count()
         return []
 
     def create_secret(
-        self, namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str]
-    ) -> None:
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         self._count()
-        self.secrets_written.append(dict(data))
-        self.put(
-            namespace,
-            "Secret",
-            {"metadata": {"name": name, "labels": dict(labels)}, "stringData": dict(data)},
-        )
+        with self.lock:
+            if self.find(namespace, "Secret", name) is not None:
+                raise KubeConflict(f"POST secrets {name}: 409 Conflict: secrets {name!r} already exists")
+            self.secrets_written.append(dict(data))
+            meta = {
+                "name": name,
+                "uid": f"uid-{next(self._uids)}",
+                "creationTimestamp": stamp(self.server_now),
+                "labels": dict(labels),
+                "annotations": dict(annotations or {}),
+            }
+            self.put(namespace, "Secret", {"metadata": meta, "stringData": dict(data)})
+            return copy.deepcopy(meta)
 
-    def delete(self, kind: Kind, namespace: str, name: str) -> bool:
+    def metadata_at(
+        self, kind: Kind, namespace: str, name: str
+    ) -> tuple[dict[str, Any] | None, datetime | None]:
         self._count()
-        return self.objects.get(namespace, {}).pop((kind.name, name), None) is not None
+        obj = self.find(namespace, kind.name, name)
+        return (copy.deepcopy(obj["metadata"]) if obj else None), self._date()
+
+    def delete(self, kind: Kind, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        self._count()
+        with self.lock:
+            obj = self.find(namespace, kind.name, name)
+            if obj is None:
+                return False
+            if uid is not None and obj["metadata"].get("uid") != uid:
+                return False  # the precondition failed: the name belongs to a newer object
+            self.deleted.append((kind.name, name, uid))
+            return self.objects[namespace].pop((kind.name, name), None) is not None
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         self._count()
-        obj = self.objects.get(namespace, {}).get((kind.name, name))
+        obj = self.find(namespace, kind.name, name)
         if obj is not None and kind.name == "Job" and self.jobs_complete:
             obj.setdefault("status", {})["conditions"] = [{"type": "Complete", "status": "True"}]
         return obj
@@ -148,16 +289,19 @@ class FakeKube:
         self._count()
         wanted = dict(part.split("=", 1) for part in selector.split(","))
         found = []
-        for (kind, _), obj in self.objects.get(namespace, {}).items():
-            labels = obj.get("metadata", {}).get("labels", {})
-            if all(labels.get(k) == v for k, v in wanted.items()):
-                found.append((Kind(kind, "v1", kind.lower() + "s"), obj))
+        with self.lock:
+            for (kind, _), obj in self.objects.get(namespace, {}).items():
+                labels = obj.get("metadata", {}).get("labels", {})
+                if all(labels.get(k) == v for k, v in wanted.items()):
+                    found.append((SECRET if kind == "Secret" else Kind(kind, "v1", kind.lower() + "s"), obj))
         return found
 
     def delete_labelled(self, namespace: str, selector: str, kinds: Sequence[Kind] = ()) -> int:
         found = self.list_labelled(namespace, selector)
-        for kind, obj in found:
-            self.objects[namespace].pop((kind.name, obj["metadata"]["name"]), None)
+        with self.lock:
+            for kind, obj in found:
+                self.deleted.append((kind.name, obj["metadata"]["name"], None))
+                self.objects[namespace].pop((kind.name, obj["metadata"]["name"]), None)
         return len(found)
 
 

@@ -186,6 +186,8 @@ class FakeKube:
     def __init__(self) -> None:
         self.pods: dict[str, list[dict[str, Any]]] = {}
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.secret_meta: dict[tuple[str, str], dict[str, Any]] = {}
+        self.server_now: datetime | None = NOW  # the API server's clock (the Date of its answers)
         self.requests = 0
         self.calls: list[tuple[str, str]] = []  # (method, namespace)
         self.down = False
@@ -219,22 +221,60 @@ class FakeKube:
         return before - len(self.pods[namespace])
 
     def list_pods(self, namespace: str, selector: str = kube_mod.APP_SELECTOR) -> list[dict[str, Any]]:
+        return self.list_pods_at(namespace, selector)[0]
+
+    def list_pods_at(
+        self, namespace: str, selector: str = kube_mod.APP_SELECTOR
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
         self._count("list_pods", namespace)
-        return copy.deepcopy(self.pods.get(namespace, []))
+        return copy.deepcopy(self.pods.get(namespace, [])), self.server_now
+
+    def server_time(self) -> datetime | None:
+        self._count("server_time", "")
+        return self.server_now
 
     def pod_events(self, namespace: str, release: str) -> list[dict[str, Any]]:
         self._count("pod_events", namespace)
         return []
 
     def create_secret(
-        self, namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str]
-    ) -> None:
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         self._count("create_secret", namespace)
-        self.secrets[(namespace, name)] = dict(data)
+        with self._lock:
+            if (namespace, name) in self.secrets:
+                raise kube_mod.KubeConflict(f"POST secrets {name}: 409 Conflict: already exists")
+            self.secrets[(namespace, name)] = dict(data)
+            meta = {
+                "name": name,
+                "uid": f"uid-{namespace}-{name}-{self.requests}",
+                "creationTimestamp": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "labels": dict(labels),
+                "annotations": dict(annotations or {}),
+            }
+            self.secret_meta[(namespace, name)] = meta
+            return dict(meta)
 
-    def delete(self, kind: kube_mod.Kind, namespace: str, name: str) -> bool:
+    def metadata_at(
+        self, kind: kube_mod.Kind, namespace: str, name: str
+    ) -> tuple[dict[str, Any] | None, datetime | None]:
+        self._count("metadata", namespace)
+        if kind == kube_mod.SECRET and (namespace, name) in self.secrets:
+            return dict(self.secret_meta.get((namespace, name), {"name": name})), self.server_now
+        return None, self.server_now
+
+    def delete(self, kind: kube_mod.Kind, namespace: str, name: str, *, uid: str | None = None) -> bool:
         self._count("delete", namespace)
         if kind == kube_mod.SECRET:
+            meta = self.secret_meta.get((namespace, name), {})
+            if uid is not None and (namespace, name) in self.secrets and meta.get("uid") != uid:
+                return False
+            self.secret_meta.pop((namespace, name), None)
             return self.secrets.pop((namespace, name), None) is not None
         return False
 
@@ -367,6 +407,7 @@ def make_service(
 ) -> tuple[SessionService, FakeHelm, FakeKube]:
     """A SessionService over fakes, its clock fixed at ``now`` and its sleeps free."""
     kube = kube or FakeKube()
+    kube.server_now = now  # the tests' "now" is the cluster's time
     helm = helm or FakeHelm(kube)
     service = SessionService(
         Settings(namespace=namespace, queue="GOOGLE_DASK", verify_timeout=1.0, **settings),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator import cli
+from orchestrator.helm import HelmError, HelmReleaseInfo
 from orchestrator.service import SessionService, Settings
 from tests.conftest import ROOT
 from tests.unit.fakes import FakeHelm, FakeKube, session_pods
@@ -121,3 +123,48 @@ def test_delete_reports_clean(fakes: Any, capsys: pytest.CaptureFixture[str]) ->
 
 def test_usage_error_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["render", "--no-such-option"]) == 2
+
+
+def test_doctor_warns_about_clock_skew(fakes: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _, kube = fakes
+    kube.server_now = datetime.now(UTC) - timedelta(minutes=5)  # the host is 5 min ahead
+    _code, out, err = run(capsys, "doctor")
+    assert "clock" in out and "warn" in out
+    assert "ahead of the API server" in " ".join(err.split())
+
+
+def test_doctor_clock_in_sync_is_fine(fakes: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _, kube = fakes
+    kube.server_now = datetime.now(UTC)
+    _code, out, err = run(capsys, "doctor")
+    assert "clock" in out
+    assert "warning" not in err
+
+
+def test_enforce_failures_are_shown_and_exit_1(fakes: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    helm, kube = fakes
+    kube.server_now = datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
+    for release in ("dask-1", "dask-2"):
+        for p in session_pods(release, created="2026-11-26T10:00:00Z"):
+            kube.put("ns", "Pod", p)
+        helm.releases[("ns", release)] = HelmReleaseInfo(release, "ns", 1, "deployed", None)
+    helm.fail_release["dask-2"] = HelmError("helm status ns/dask-2: boom")
+    code, out, err = run(capsys, "enforce")
+    assert code == 1
+    assert "ended dask-1: DeadlineExceeded" in out
+    assert "cannot end dask-2" in err and "boom" in err
+
+
+def test_gc_failures_are_shown_and_exit_1(fakes: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    helm, kube = fakes
+    labels = {"app.kubernetes.io/name": "dask-panda-session", "app.kubernetes.io/instance": "dask-3"}
+    kube.put(
+        "ns",
+        "ConfigMap",
+        {"metadata": {"name": "dask-3-x", "labels": labels, "creationTimestamp": "2026-01-01T00:00:00Z"}},
+    )
+    helm.fail_release["dask-3"] = HelmError("helm status ns/dask-3: boom")
+    code, _out, err = run(capsys, "gc")
+    assert code == 1
+    assert "cannot collect dask-3" in err
+    assert kube.find("ns", "ConfigMap", "dask-3-x") is not None  # unconfirmed: left alone

@@ -494,14 +494,14 @@ def test_outage_of_the_second_namespace_updates_no_worker_of_the_first() -> None
     _, monitor, _, _, kube = plugins()
     kube.add(fixture_pods("batch-finished", 511, "a"))  # type: ignore[attr-defined]
     first, second = submitted_worker(1, 511, "a"), submitted_worker(2, 512, "b")
-    original = kube.list_pods  # type: ignore[attr-defined]
+    original = kube.list_pods_at  # type: ignore[attr-defined]
 
-    def flaky(namespace: str, selector: str = "") -> list[dict[str, object]]:
+    def flaky(namespace: str, selector: str = "") -> tuple[list[dict[str, object]], object]:
         if namespace == "b":
             raise KubeUnavailable("GET pods: cluster unreachable")
         return original(namespace)  # type: ignore[no-any-return]
 
-    kube.list_pods = flaky  # type: ignore[attr-defined]
+    kube.list_pods_at = flaky  # type: ignore[attr-defined]
     assert monitor.check_workers([first, second]) == (False, [])
     assert first.errorCode is None and "phase" not in first.session
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from orchestrator.errors import InputError
-from orchestrator.helm import HelmError, HelmReleaseInfo, HelmRenderError
-from orchestrator.kube import KubeUnavailable
+from orchestrator.helm import HelmError, HelmReleaseInfo, HelmRenderError, HelmUnavailable
+from orchestrator.kube import KubeError, KubeUnavailable
 from orchestrator.service import SessionService, Settings, is_bad_input, is_temporary
 from orchestrator.session import Phase
+from orchestrator.submit_lock import ANN_SUBMIT_ID
 from tests.conftest import ROOT
 from tests.unit.fakes import FakeHelm, FakeKube, pod, session_pods
 
@@ -42,7 +44,10 @@ def test_submit_installs_once() -> None:
     second = svc.submit(EXAMPLE)
     assert first.created and not second.created
     assert [c[0] for c in helm.calls] == ["status", "install", "status"]
-    assert kube.secrets_written == []  # batch: no Secret needed
+    # The Secret is the submit's lock: made once, even for a batch job with nothing secret in it.
+    assert kube.secrets_written == [{}]
+    secret = kube.find("ns", "Secret", "dask-1759473585-secret")
+    assert secret is not None and secret["metadata"]["annotations"][ANN_SUBMIT_ID]
 
 
 def test_submit_interactive_writes_the_secret_before_install() -> None:
@@ -201,3 +206,123 @@ def test_gc_sweeps_releases_past_their_lifetime() -> None:
     actions = svc.gc(now=NOW)
     assert [a.release for a in actions] == ["dask-4"]
     assert ("ns", "dask-4") not in helm.releases and ("ns", "dask-5") in helm.releases
+
+
+# -- the cluster's clock ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host_offset", [timedelta(0), timedelta(minutes=10), timedelta(minutes=-10)])
+def test_observe_judges_on_the_api_servers_date(host_offset: timedelta) -> None:
+    """An interactive session 55 min into its 1 h lease, by the server's clock: running, whatever
+    the host's clock says (10 minutes ahead, the host alone would end it as LeaseExpired)."""
+    svc, _, kube = make()
+    svc.clock = lambda: NOW + host_offset
+    for p in session_pods("dask-8", mode="interactive", created="2026-11-28T09:10:00Z"):
+        kube.put("ns", "Pod", p)
+    state = svc.observe()["dask-8"]
+    assert (state.phase, state.reason) == (Phase.RUNNING, None)
+    assert kube.requests == 1  # the Date came with the LIST: no extra request
+
+
+def test_observe_without_a_date_falls_back_to_the_host_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="orchestrator.service")
+    svc, _, kube = make()
+    kube.send_date = False
+    svc.clock = lambda: NOW + timedelta(minutes=10)
+    for p in session_pods("dask-8", mode="interactive", created="2026-11-28T09:10:00Z"):
+        kube.put("ns", "Pod", p)
+    state = svc.observe()["dask-8"]
+    assert (state.phase, state.reason) == (Phase.FINISHED, "LeaseExpired")
+    assert "no Date" in caplog.text
+
+
+def test_clock_skew_is_host_minus_server() -> None:
+    svc, _, kube = make()
+    svc.clock = lambda: NOW + timedelta(seconds=90)
+    assert svc.clock_skew() == 90.0
+    assert kube.requests == 1
+    kube.send_date = False
+    with pytest.raises(KubeError, match="Date"):
+        svc.clock_skew()
+
+
+# -- enforce and gc, release by release --------------------------------------------------------------
+
+
+def _overdue(kube: FakeKube, helm: FakeHelm, *releases: str) -> None:
+    for release in releases:
+        for p in session_pods(release, created="2026-11-26T10:00:00Z"):
+            kube.put("ns", "Pod", p)
+        helm.releases[("ns", release)] = HelmReleaseInfo(release, "ns", 1, "deployed", None)
+
+
+def test_enforce_goes_on_past_a_failing_release() -> None:
+    svc, helm, kube = make()
+    _overdue(kube, helm, "dask-1", "dask-2", "dask-3")
+    helm.fail_release["dask-2"] = HelmError("helm status ns/dask-2: release: storage backend error")
+    ended = svc.enforce_deadlines(now=NOW)
+    assert ended == {"dask-1": "DeadlineExceeded", "dask-3": "DeadlineExceeded"}
+    assert set(ended.failures) == {"dask-2"}
+    assert "storage backend" in str(ended.failures["dask-2"])
+    assert ("ns", "dask-1") not in helm.releases and ("ns", "dask-3") not in helm.releases
+
+
+def test_enforce_during_an_outage_reports_every_release_as_temporary() -> None:
+    svc, helm, kube = make()
+    _overdue(kube, helm, "dask-1", "dask-2")
+    helm.fail_release["dask-1"] = HelmUnavailable("helm status ns/dask-1: cluster unreachable")
+    ended = svc.enforce_deadlines(now=NOW)
+    assert dict(ended) == {}
+    assert set(ended.failures) == {"dask-1", "dask-2"}
+    assert all(is_temporary(e) for e in ended.failures.values())
+    assert helm.count("status") == 1  # not tried release by release during the outage
+
+
+def _orphan(kube: FakeKube, release: str, created: str = "2026-11-28T09:00:00Z") -> None:
+    labels = {"app.kubernetes.io/name": "dask-panda-session", "app.kubernetes.io/instance": release}
+    kube.put(
+        "ns",
+        "ConfigMap",
+        {"metadata": {"name": f"{release}-x", "labels": labels, "creationTimestamp": created}},
+    )
+
+
+def test_gc_goes_on_past_a_failing_release() -> None:
+    svc, _helm, kube = make()
+    for release in ("dask-1", "dask-2", "dask-3"):
+        _orphan(kube, release)
+    original = kube.delete_labelled
+
+    def flaky(namespace: str, selector: str, kinds: Any = ()) -> int:
+        if selector.endswith("=dask-2"):
+            raise KubeError("DELETE configmaps/dask-2-x: 403 Forbidden")
+        return original(namespace, selector)
+
+    kube.delete_labelled = flaky  # type: ignore[method-assign]
+    done = svc.gc(now=NOW)
+    assert [a.release for a in done] == ["dask-1", "dask-3"]
+    assert set(done.failures) == {"dask-2"}
+    assert [name for (_, name) in kube.objects["ns"]] == ["dask-2-x"]
+
+
+def test_gc_confirms_each_orphan_before_deleting_it() -> None:
+    """An empty `helm list` (partial answer) must not remove a live session's objects."""
+    svc, helm, kube = make()
+    _orphan(kube, "dask-1")
+    _orphan(kube, "dask-2")
+    helm.releases[("ns", "dask-1")] = HelmReleaseInfo("dask-1", "ns", 1, "deployed", NOW)
+    helm.list_releases = lambda namespace: []  # type: ignore[method-assign]
+    done = svc.gc(now=NOW)
+    assert [a.release for a in done] == ["dask-2"]
+    assert [name for (_, name) in kube.objects["ns"]] == ["dask-1-x"]
+    assert helm.calls.count(("status", "ns", "dask-1")) == 1
+    assert helm.calls.count(("status", "ns", "dask-2")) == 1
+
+
+def test_gc_measures_ages_on_the_server_clock() -> None:
+    svc, _, kube = make(gc_grace_seconds=600)
+    svc.clock = lambda: NOW + timedelta(hours=2)  # the host alone would call it old
+    _orphan(kube, "dask-1", created="2026-11-28T10:00:00Z")  # 5 min before the server's now
+    assert svc.gc(dry_run=True) == []
+    kube.server_now = NOW + timedelta(minutes=20)
+    assert [a.release for a in svc.gc(dry_run=True)] == ["dask-1"]

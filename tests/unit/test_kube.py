@@ -1,0 +1,96 @@
+"""kube: the server's Date, 409 as KubeConflict, metadata-only reads and uid preconditions, over a
+stand-in for the kubernetes ApiClient (the same `call_api` the real one answers)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from orchestrator.kube import SECRET, Kube, KubeConflict, KubeError, KubeUnavailable
+
+DATE = "Sat, 28 Nov 2026 10:05:00 GMT"
+
+
+class Raw:
+    def __init__(self, body: Any) -> None:
+        self.data = json.dumps(body).encode() if body is not None else b""
+
+
+class FakeApi:
+    """Answers call_api as the kubernetes client does with _preload_content=False."""
+
+    def __init__(self, body: Any = None, *, date: str | None = DATE, error: int | None = None) -> None:
+        self.body, self.date, self.error = body, date, error
+        self.seen: list[dict[str, Any]] = []
+
+    def call_api(self, path: str, method: str, **kw: Any) -> tuple[Raw, int, dict[str, str]]:
+        self.seen.append({"path": path, "method": method, **kw})
+        if self.error is not None:
+            raise ApiException(status=self.error, reason="Conflict" if self.error == 409 else "Error")
+        headers = {"Date": self.date} if self.date else {}
+        return Raw(self.body), 200, headers
+
+
+def kube(api: FakeApi) -> Kube:
+    return Kube(api_client=api)
+
+
+def test_the_pod_list_brings_the_servers_date() -> None:
+    api = FakeApi({"items": [{"metadata": {"name": "p"}}]})
+    pods, date = kube(api).list_pods_at("ns")
+    assert [p["metadata"]["name"] for p in pods] == ["p"]
+    assert date == datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
+    assert len(api.seen) == 1
+
+
+@pytest.mark.parametrize("header", [None, "not a date"])
+def test_a_missing_or_malformed_date_is_none(header: str | None) -> None:
+    assert kube(FakeApi({"items": []}, date=header)).list_pods_at("ns")[1] is None
+
+
+def test_server_time_is_one_version_request() -> None:
+    api = FakeApi({"gitVersion": "v1.35.4"})
+    assert kube(api).server_time() == datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
+    assert [s["path"] for s in api.seen] == ["/version"]
+
+
+def test_create_secret_is_create_only_and_409_is_a_conflict() -> None:
+    with pytest.raises(KubeConflict):
+        kube(FakeApi(error=409)).create_secret("ns", "s", {"k": "v"}, {}, {"a": "b"})
+
+
+def test_create_secret_returns_metadata_only() -> None:
+    api = FakeApi({"metadata": {"name": "s", "uid": "u1"}, "data": {"k": "c2VjcmV0"}})
+    meta = kube(api).create_secret("ns", "s", {"k": "secret"}, {"l": "1"}, {"a": "b"})
+    assert meta == {"name": "s", "uid": "u1"}
+    sent = api.seen[0]
+    assert sent["method"] == "POST"
+    assert sent["body"]["metadata"]["annotations"] == {"a": "b"}
+
+
+def test_metadata_at_asks_for_metadata_only() -> None:
+    api = FakeApi({"kind": "PartialObjectMetadata", "metadata": {"name": "s", "uid": "u1"}})
+    meta, date = kube(api).metadata_at(SECRET, "ns", "s")
+    assert meta == {"name": "s", "uid": "u1"} and date is not None
+    assert "as=PartialObjectMetadata" in api.seen[0]["header_params"]["Accept"]
+
+
+def test_delete_with_a_uid_sends_the_precondition_and_a_mismatch_deletes_nothing() -> None:
+    api = FakeApi({"status": "Success"})
+    assert kube(api).delete(SECRET, "ns", "s", uid="u1") is True
+    assert api.seen[0]["body"]["preconditions"] == {"uid": "u1"}
+    assert kube(FakeApi(error=409)).delete(SECRET, "ns", "s", uid="u1") is False
+    with pytest.raises(KubeConflict):
+        kube(FakeApi(error=409)).delete(SECRET, "ns", "s")
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(503, KubeUnavailable), (429, KubeUnavailable), (403, KubeError)]
+)
+def test_errors_keep_their_class(status: int, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        kube(FakeApi(error=status)).list_pods_at("ns")
