@@ -16,10 +16,12 @@ container. Here it does, with three additions and nothing else changed in the re
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -82,6 +84,7 @@ class PilotKubelet(Kubelet):
         self.config_maps = {k: dict(v) for k, v in (config_maps or {}).items()}
         self.pilot_source = pilot_source
         self._confined: set[str] = set()
+        self._confined_processes: list[subprocess.Popen[bytes]] = []
         # more of the "image" of the pilot container: mount target -> host directory
         self.extra_mounts: dict[str, Path] = {}
         self.pilot_env: dict[str, str] = {}
@@ -126,6 +129,21 @@ class PilotKubelet(Kubelet):
             self.pilot_argv = list(spec["argv"])
         return spec_file, env
 
+    def shutdown(self) -> None:
+        """Kill each confined pilot's namespace by its PID 1, then stop the other pods.
+
+        The pilot puts itself in a process group of its own, and the parent-death signal of
+        ``--kill-child`` is cleared when the container switches to the pod's uid; killing PID 1 of
+        the namespace (the child of unshare) ends everything in it.
+        """
+        with self._lock:
+            confined = list(self._confined_processes)
+        for process in confined:
+            for child in _children(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
+        super().shutdown()
+
     def _launch(self, spec_file: Path, log: Path) -> subprocess.Popen[bytes]:
         if str(spec_file) not in self._confined:
             return super()._launch(spec_file, log)
@@ -142,4 +160,14 @@ class PilotKubelet(Kubelet):
             )
         with self._lock:
             self._processes.append(process)
+            self._confined_processes.append(process)
         return process
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of a process (Linux /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
