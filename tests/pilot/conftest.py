@@ -321,6 +321,22 @@ def run_cases(run: PilotRun, cases: list[PilotCase], done: dict[str, Any], timeo
         time.sleep(1)
 
 
+def record(stub: StubPanda, cases: list[PilotCase]) -> None:
+    """What the stub received, per case, for the record (.test-output/pilot-tier.json)."""
+    out = ROOT / ".test-output"
+    out.mkdir(exist_ok=True)
+    keys = ("state", "transExitCode", "pilotErrorCode", "jobMetrics", "batchID", "schedulerID", "pilotID")
+    data = {
+        case.name: {
+            "updateJob": [{k: u[k] for k in keys if k in u} for u in stub.updates(case.panda_id)],
+            "payload_runs": len(stub.payload_runs(case.panda_id)),
+            "error": case.error,
+        }
+        for case in cases
+    }
+    (out / "pilot-tier.json").write_text(json.dumps(data, indent=1))
+
+
 @pytest.fixture(scope="session")
 def pilot_source() -> Path:
     """The pinned pilot, unpacked as in the pilot image (scripts/bootstrap.sh --pilot)."""
@@ -365,6 +381,7 @@ def cases(
     }
     try:
         run_cases(run, all_cases, done, TIER_SECONDS)
+        record(stub, all_cases)
         yield {case.name: case for case in all_cases}
     finally:
         for case in all_cases:
