@@ -3,7 +3,7 @@
 Why: the real pilot must run in the tests without the real PanDA server or CRIC. It needs four
 things from the network (see the pilot tier's README): the queue's data (``queuedata_url`` and
 ``queues_url`` of its configuration), the storage endpoints (``storages_url``: must not be empty),
-``updateJob`` and, only outside push mode, ``getJob``. Everything it receives is recorded, so the
+``updateJob``, ``updateWorkerPilotStatus`` (push mode) and, only outside push mode, ``getJob``. Everything it receives is recorded, so the
 tests assert on what reached "PanDA", never on the pilot's log.
 
 The payload of the tier's jobs reports to ``/payload`` (one record per run), which is how a test
