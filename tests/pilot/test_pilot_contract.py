@@ -32,7 +32,7 @@ class RenderedPilot:
 
 @pytest.fixture(scope="module", params=["batch", "interactive"])
 def rendered(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pilot_source: Path
 ) -> Iterator[RenderedPilot]:
     """The pilot container's argv and env, resolved from `helm template` as a kubelet would."""
     stub = StubPanda("GOOGLE_DASK")  # never started: only its URL is rendered
