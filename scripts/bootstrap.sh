@@ -3,6 +3,9 @@
 #   .venv          the project and its pinned dev dependencies
 #   .tools/bin     helm (4), helm3 and kubectl, pinned and checked by sha256 (scripts/tools.lock)
 #   .venv-smoke    the pinned dask / jupyter versions of images/versions.env (only with --smoke)
+#   .venv-pilot    the pinned panda-pilot sdist of images/versions.env, unpacked (only with --pilot)
+#   .venv-harvester Harvester's agent and this package (only with --harvester; requirement from
+#                  DPS_HARVESTER_REQUIREMENT, default ../shared/vendor/HSF-harvester-d561b72.tar.gz)
 # Everything downloaded comes from the package registries; wheels are cached outside the repository.
 set -euo pipefail
 
@@ -103,12 +106,61 @@ setup_smoke_venv() {
   printf '%s' "$want" > "$ROOT/.venv-smoke/.bootstrap-stamp"
 }
 
+# The pilot tier runs the pinned PanDA pilot as the pilot image does: pilot.py next to its package,
+# from the unpacked sdist (the wheel has no pilot.py), with .venv-smoke's interpreter (the images'
+# dask set, for the payload). Only the sdist is needed: the pilot has no dependencies of its own.
+setup_pilot() {
+  local version want dir="$ROOT/.venv-pilot" work
+  version="$(sed -n 's/^PANDA_PILOT_VERSION=//p' "$ROOT/images/versions.env")"
+  [[ -n "$version" ]] || die "PANDA_PILOT_VERSION is missing in images/versions.env"
+  want="panda-pilot==$version"
+  if stamp_matches "$dir/.bootstrap-stamp" "$want"; then
+    return
+  fi
+  log "unpacking $want (sdist from PyPI) into .venv-pilot/pilot3"
+  work="$(mktemp -d)"
+  "$PYTHON" -m pip download --quiet --no-deps --no-binary=:all: -d "$work" "$want"
+  rm -rf "$dir"
+  mkdir -p "$dir/pilot3"
+  tar -xzf "$work"/panda*pilot-"$version".tar.gz -C "$dir/pilot3" --strip-components=1
+  rm -rf "$work"
+  [[ -f "$dir/pilot3/pilot.py" && "$(cat "$dir/pilot3/PILOTVERSION")" == "$version" ]] \
+    || die "the panda-pilot sdist has no pilot.py or another PILOTVERSION"
+  printf '%s' "$want" > "$dir/.bootstrap-stamp"
+}
+
+# The harvester tier runs Harvester's own agent, which no registry here serves: pip installs it
+# from DPS_HARVESTER_REQUIREMENT (default: the vendored archive next to the repository, else
+# upstream's pinned commit), with this package, into a venv of its own.
+setup_harvester() {
+  local req="${DPS_HARVESTER_REQUIREMENT:-}" dir="$ROOT/.venv-harvester" want
+  if [[ -z "$req" ]]; then
+    if [[ -f "$ROOT/../shared/vendor/HSF-harvester-d561b72.tar.gz" ]]; then
+      req="$ROOT/../shared/vendor/HSF-harvester-d561b72.tar.gz"
+    else
+      req="git+https://github.com/HSF/harvester@d561b72fec2441dc564b382dc577bfe100b520a9"
+    fi
+  fi
+  want="$req $(sha256_of "$ROOT/pyproject.toml")"
+  if stamp_matches "$dir/.bootstrap-stamp" "$want"; then
+    return
+  fi
+  log "creating .venv-harvester from $req"
+  [[ -x "$dir/bin/python" ]] || "$PYTHON" -m venv "$dir"
+  "$dir/bin/python" -m pip install --quiet --upgrade "pip==25.3"
+  "$dir/bin/python" -m pip install --quiet "$req"
+  "$dir/bin/python" -m pip install --quiet -e "$ROOT"
+  printf '%s' "$want" > "$dir/.bootstrap-stamp"
+}
+
 main() {
-  local smoke=0
+  local smoke=0 pilot=0 harvester=0
   for arg in "$@"; do
     case "$arg" in
       --smoke) smoke=1 ;;
-      -h|--help) sed -n '2,7p' "${BASH_SOURCE[0]}"; exit 0 ;;
+      --pilot) pilot=1; smoke=1 ;;
+      --harvester) harvester=1 ;;
+      -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 0 ;;
       *) die "unknown argument: $arg" ;;
     esac
   done
@@ -116,6 +168,12 @@ main() {
   setup_tools
   if [[ "$smoke" == 1 ]]; then
     setup_smoke_venv
+  fi
+  if [[ "$pilot" == 1 ]]; then
+    setup_pilot
+  fi
+  if [[ "$harvester" == 1 ]]; then
+    setup_harvester
   fi
   log "ready: .venv, $(basename "$TOOLS_BIN")/{helm,helm3,kubectl}"
 }

@@ -17,7 +17,8 @@ Decisions (documented in docs/harvester.md):
 * A release that is gone (no pods, helm uninstalled it) is ``cancelled``/ReleaseMissing, except
   right after its submit (the ``submitted`` time recorded by the submitter, else the WorkSpec's
   ``submitTime``): then it is ``submitted`` while its pre-install hook runs (for the service's
-  ``gc_grace_seconds``), unless the sweeper already killed it.
+  ``gc_grace_seconds``), unless the worker is to be killed (Harvester's ``killTime``) or the
+  sweeper already killed it.
 * A worker without ``batchID`` was never submitted (Harvester sets ``submitted`` only after
   ``submit_workers`` returned True with a batchID): it is ``cancelled`` at once with
   NOT_SUBMITTED, rather than ``None`` which Harvester would keep re-checking until
@@ -116,8 +117,14 @@ class DaskHelmMonitor(DaskPluginBase):
 def _submitted(workspec: Any) -> datetime | None:
     """When the worker was submitted: our attribute, else Harvester's submitTime (naive UTC).
 
-    None once the sweeper killed it: a killed release without pods is gone, not starting.
+    None once the worker is to be killed: a killed release without pods is gone, not starting.
+    Harvester marks such a worker with ``killTime`` in its database, and that is what the
+    monitor sees: Harvester's sweeper body does not save the workspec after ``kill_workers``, so
+    the ``killed`` attribute our sweeper sets reaches the monitor only when something else saves
+    the worker (a driver that shares the objects, as the tests' cycle driver does).
     """
+    if getattr(workspec, "killTime", None) is not None:
+        return None
     getter = getattr(workspec, "get_work_attribute", None)
     recorded = None
     if callable(getter):

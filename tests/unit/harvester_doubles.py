@@ -62,6 +62,9 @@ class WorkSpec:
         self.nativeExitCode: int | None = None
         self.nativeStatus: str | None = None
         self.submitTime: datetime | None = None
+        # set by Harvester in its database when the worker is marked to be killed (PanDA's
+        # tobekilled, a kill command); the real sweeper body never saves the workspec afterwards
+        self.killTime: datetime | None = None
         self.jobspec_list: list[JobSpec] | None = list(jobs) if jobs is not None else None
         self.status_calls: list[Any] = []
         self.updated: set[str] = set()

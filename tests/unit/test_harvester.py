@@ -429,6 +429,21 @@ def test_monitor_maps_every_session_state() -> None:
     assert "Unschedulable" in results[6][1]
 
 
+def test_monitor_reports_a_worker_marked_to_kill_cancelled_once_its_release_is_gone() -> None:
+    """Harvester's sweeper body never saves the workspec after kill_workers (the real agent shows
+    it): the ``killed`` attribute is lost, and only the database's ``killTime`` tells the monitor.
+    Without it a release killed right after its submit would look "starting" for gcGraceSeconds."""
+    _, monitor, _, _, _ = plugins(namespace="dask-sessions")
+    marked = submitted_worker(1, 301, "dask-sessions")  # no pods: uninstalled by the sweeper
+    marked.killTime = NOW.replace(tzinfo=None)
+    unmarked = submitted_worker(2, 302, "dask-sessions")  # no pods: still within the grace period
+    ok, results = monitor.check_workers([marked, unmarked])
+    assert ok
+    assert [status for status, _ in results] == [WorkSpec.ST_cancelled, WorkSpec.ST_submitted]
+    assert marked.errorCode == ErrorCodes.RELEASE_MISSING
+    assert unmarked.errorCode is None
+
+
 def test_monitor_puts_addresses_and_timings_in_the_attributes() -> None:
     _, monitor, _, _, kube = plugins(namespace="dask-sessions")
     kube.add(fixture_pods("interactive-staged", 201))  # type: ignore[attr-defined]
