@@ -1,9 +1,13 @@
 """``DaskHelmMonitor.check_workers``: the state of a whole chunk of workers from one LIST per namespace.
 
-Harvester's contract (original-system.md 2.3): ``(True, [(status, diag), ...])`` in the order of
-the workspecs, each status in ``WorkSpec.ST_LIST``; ``(False, [])`` when the check as a whole
-failed, so that nothing is updated (and nothing cancelled) during a cluster outage. The body sets
-the status; the plugin never calls ``set_status`` (the original set ``None`` itself, defect 9).
+Harvester's contract (its ``dummy_monitor`` and ``harvesterbody/monitor.py``,
+https://github.com/HSF/harvester): ``(True, [(status, diag), ...])`` in the order of the
+workspecs, each status in ``WorkSpec.ST_LIST``; ``(False, [])`` when the check as a whole failed,
+so that nothing is updated (and nothing cancelled) during a cluster outage. The body sets the
+status from the returned list; the plugin never calls ``set_status``. A per-worker ``None`` means
+"could not check": Harvester keeps the old status and, past ``checkTimeout``, kills the worker, so
+a healthy worker must never get ``None``; and a status outside ``ST_LIST`` makes the body stop
+updating the rest of the chunk.
 
 Cost: the workers are grouped by the namespace their submit recorded, and the service's
 ``observe`` lists each namespace's session pods ONCE (no helm call, no per-worker request, no
@@ -23,7 +27,8 @@ Decisions (documented in docs/harvester.md):
   ``submit_workers`` returned True with a batchID): it is ``cancelled`` at once with
   NOT_SUBMITTED, rather than ``None`` which Harvester would keep re-checking until
   ``checkTimeout`` (if one is configured at all).
-* Supplemental errors are set for final sessions only (:func:`~orchestrator.harvester.base.error_code`):
+* Supplemental errors are set for final sessions only
+  (:func:`~orchestrator.harvester.error_codes.error_code`):
   a starting session's ImagePullBackOff may still recover. The pilot's exit code also goes to
   ``nativeExitCode``.
 * Deadlines cost nothing extra: ``observe`` applies them to the pods it listed, so a session past
@@ -42,17 +47,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from orchestrator.harvester.base import (
-    ATTRIBUTE_KEY,
-    PHASE_TO_STATUS,
-    DaskPluginBase,
-    ErrorCodes,
-    WorkerStatus,
-    error_code,
-    merge_attribute,
-    naive_to_utc,
-    worker_location,
-)
+from orchestrator.harvester.error_codes import ErrorCodes, error_code
+from orchestrator.harvester.plugin_base import DaskPluginBase
+from orchestrator.harvester.statuses import PHASE_TO_STATUS, WorkerStatus
+from orchestrator.harvester.workspec import merge_attribute, naive_to_utc, session_attribute, worker_location
 from orchestrator.session import SessionState
 
 __all__ = ["DaskHelmMonitor"]
@@ -108,7 +106,7 @@ class DaskHelmMonitor(DaskPluginBase):
             for index, release, workspec in members:
                 try:
                     results[index] = _report(workspec, observed[namespace][release])
-                except Exception as err:  # one odd worker must not fail the chunk (defect 8)
+                except Exception as err:  # one odd worker must not fail the whole chunk
                     log.exception("monitor: worker %s: cannot report", getattr(workspec, "workerID", "?"))
                     results[index] = (None, f"cannot report {namespace}/{release}: {type(err).__name__}")
         return True, [result or (None, "not checked") for result in results]
@@ -125,14 +123,10 @@ def _submitted(workspec: Any) -> datetime | None:
     """
     if getattr(workspec, "killTime", None) is not None:
         return None
-    getter = getattr(workspec, "get_work_attribute", None)
-    recorded = None
-    if callable(getter):
-        found, value = getter(ATTRIBUTE_KEY)
-        if found and isinstance(value, Mapping):
-            if value.get("killed"):
-                return None
-            recorded = naive_to_utc(value.get("submitted"))
+    attribute = session_attribute(workspec)
+    if attribute.get("killed"):
+        return None
+    recorded = naive_to_utc(attribute.get("submitted"))
     return recorded or naive_to_utc(getattr(workspec, "submitTime", None))
 
 

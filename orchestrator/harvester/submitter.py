@@ -1,16 +1,17 @@
 """``DaskHelmSubmitter.submit_workers``: one Helm release per worker, never waiting for pods.
 
-Harvester's contract (original-system.md 2.2): one ``(result, message)`` per workspec, in order;
-``True`` = submitted (``batchID`` set), ``False`` = permanent failure (no retry), ``None`` =
-temporary failure (Harvester retries up to ``maxSubmissionAttempts``). The plugin never sets the
-worker's status: the body does that from the result.
+Harvester's contract (its ``dummy_submitter`` and ``harvesterbody/submitter.py``,
+https://github.com/HSF/harvester): one ``(result, message)`` per workspec, in order; ``True`` =
+submitted (``batchID`` set), ``False`` = permanent failure (no retry), ``None`` = temporary failure
+(Harvester retries up to ``maxSubmissionAttempts``). The plugin never sets the worker's status:
+the body sets ``submitted`` from a true result, overriding whatever a plugin set.
 
 How our errors map: an :class:`~orchestrator.errors.InputError` (the job, or the queue's values,
 refused before anything was created) is permanent -> ``False``; everything else (cluster
 unreachable, helm timeout, or an error we cannot classify) -> ``None``, because the service's
 submit is idempotent and removes what a failed install created, so a retry is always safe and
-Harvester bounds it. The original reported failures as success (defects 1 and 2): here ``True``
-is returned only after ``helm install`` returned.
+Harvester bounds it. ``True`` is returned only after ``helm install`` returned, and always as the
+bool itself: any truthy value (an exit status such as 8, say) counts as success to Harvester.
 
 Each submit runs helm (status + install), so the list is spread over ``nProcesses`` threads.
 ``helm install`` does not ``--wait``: the call returns once the release and its pre-install hook
@@ -25,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from orchestrator.errors import InputError
-from orchestrator.harvester.base import DaskPluginBase, merge_attribute
+from orchestrator.harvester.plugin_base import DaskPluginBase
+from orchestrator.harvester.workspec import merge_attribute
 from orchestrator.service import is_temporary
 
 __all__ = ["DaskHelmSubmitter"]

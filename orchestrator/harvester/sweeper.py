@@ -1,6 +1,7 @@
 """``DaskHelmSweeper``: end sessions (``kill_workers``/``kill_worker``) and verify (``sweep_worker``).
 
-Harvester's contract (original-system.md 2.4): ``kill_workers(workspec_list)`` returns one
+Harvester's contract (its ``base_sweeper`` and ``harvesterbody/sweeper.py``,
+https://github.com/HSF/harvester): ``kill_workers(workspec_list)`` returns one
 ``(bool, message)`` per workspec, in order; it is called for workers to kill (PanDA kill, queue
 time limit, check timeout) and AGAIN for every final worker at clean-up time, so it must be
 idempotent and cheap once the release is gone. ``sweep_worker(workspec)`` returns ``(True, msg)``
@@ -28,7 +29,8 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator.harvester.base import DaskPluginBase, merge_attribute, worker_location
+from orchestrator.harvester.plugin_base import DaskPluginBase
+from orchestrator.harvester.workspec import merge_attribute, worker_location
 
 __all__ = ["DaskHelmSweeper"]
 

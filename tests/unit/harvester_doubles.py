@@ -1,8 +1,8 @@
 """Test doubles for the Harvester plugins: WorkSpec/JobSpec with Harvester's documented semantics,
 and fake helm/kube objects for SessionService (no helm binary, no cluster).
 
-Written from the contract in shared/reference/original-system.md section 2 (not copied from
-pandaharvester): status strings and ST_LIST, ``set_supplemental_error`` (code kept when not None,
+Written from Harvester's WorkSpec (``pandaharvester/harvestercore/work_spec.py`` in
+https://github.com/HSF/harvester; not copied from it): status strings and ST_LIST, ``set_supplemental_error`` (code kept when not None,
 diag cut at 256 characters), ``get_jobspec_list``, ``set_work_attributes`` (merges top-level keys,
 marks the blob changed only when a value differs) / ``get_work_attribute`` (``(found, value)``),
 and a ``set_status`` that records every call so a test can assert a plugin never made one.

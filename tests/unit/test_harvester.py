@@ -1,4 +1,9 @@
-"""Unit tests of the Harvester plugins against Harvester's contract (original-system.md section 2).
+"""Unit tests of the Harvester plugins against Harvester's plugin contract.
+
+The contract is that of https://github.com/HSF/harvester: its ``PluginBase`` and ``PluginFactory``
+(a new plugin object per cycle, every queue parameter an attribute), the dummy submitter, monitor
+and sweeper (the return values), and the agent's submitter, monitor and sweeper bodies (what they
+do with those values).
 
 SessionService runs for real (job parsing, values rendering and schema validation, state
 derivation); only helm and the Kubernetes API are fakes (tests/unit/harvester_doubles.py).
@@ -16,11 +21,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator import helm as helm_mod
-from orchestrator.harvester import base
-from orchestrator.harvester.base import ATTRIBUTE_KEY, ErrorCodes, WorkerStatus, error_code
+from orchestrator.harvester import plugin_base, queue_params, statuses
+from orchestrator.harvester.error_codes import REASON_CODES, ErrorCodes, error_code
 from orchestrator.harvester.monitor import DaskHelmMonitor
+from orchestrator.harvester.statuses import WorkerStatus
 from orchestrator.harvester.submitter import DaskHelmSubmitter
 from orchestrator.harvester.sweeper import DaskHelmSweeper
+from orchestrator.harvester.workspec import ATTRIBUTE_KEY
 from orchestrator.kube import LEFTOVER_KINDS, KubeUnavailable
 from orchestrator.service import Settings
 from orchestrator.session import Phase, SessionState
@@ -68,20 +75,20 @@ def submitted_worker(worker_id: int, pandaid: int, namespace: str = NS) -> WorkS
 
 
 # ------------------------------------------------------------------------------------------------
-# base: shim, parameters, codes
+# statuses, the PluginBase shim, queue parameters, codes
 
 
 def test_status_constants_are_harvesters() -> None:
     for name in ("submitted", "running", "finished", "failed", "ready", "cancelled", "idle", "missed"):
         assert getattr(WorkerStatus, name) == getattr(WorkSpec, f"ST_{name}")
-    assert set(base.PHASE_TO_STATUS.values()) <= set(WorkSpec.ST_LIST)
-    assert set(base.PHASE_TO_STATUS) == set(Phase)
+    assert set(statuses.PHASE_TO_STATUS.values()) <= set(WorkSpec.ST_LIST)
+    assert set(statuses.PHASE_TO_STATUS) == set(Phase)
 
 
 def test_plugins_import_and_build_without_pandaharvester() -> None:
     if importlib.util.find_spec("pandaharvester") is None:  # else the shim uses it, on purpose
         assert "pandaharvester" not in sys.modules
-        assert not base.harvester_available()
+        assert not plugin_base.harvester_available()
     plugin = DaskHelmMonitor(queueName="GOOGLE_DASK", namespace="ns1", nProcesses="8", dbInterface=object())
     assert plugin.queueName == "GOOGLE_DASK"  # type: ignore[attr-defined]
     assert plugin.n_threads == 8
@@ -123,7 +130,7 @@ def test_plugins_subclass_harvesters_pluginbase_when_importable(tmp_path: Path) 
         sys.path.insert(0, {str(tmp_path)!r})
         from pandaharvester.harvestercore.plugin_base import PluginBase
         from orchestrator.harvester.submitter import DaskHelmSubmitter
-        from orchestrator.harvester.base import harvester_available
+        from orchestrator.harvester.plugin_base import harvester_available
         p = DaskHelmSubmitter(namespace="x", nProcesses=2)
         assert harvester_available()
         assert isinstance(p, PluginBase) and p.from_harvester and p.namespace == "x"
@@ -137,7 +144,7 @@ def test_plugins_subclass_harvesters_pluginbase_when_importable(tmp_path: Path) 
 
 
 def test_settings_from_every_queue_parameter() -> None:
-    settings = base.settings_from_params(
+    settings = queue_params.settings_from_params(
         {
             "queueName": "PANDA_QUEUE",
             "daskQueue": "GOOGLE_DASK",
@@ -178,18 +185,18 @@ def test_settings_from_every_queue_parameter() -> None:
 
 
 def test_settings_defaults_and_forms() -> None:
-    settings = base.settings_from_params({"queueName": "GOOGLE_DASK", "valuesFiles": "a.yaml, b.yaml"})
+    settings = queue_params.settings_from_params({"queueName": "GOOGLE_DASK", "valuesFiles": "a.yaml, b.yaml"})
     assert settings.queue == "GOOGLE_DASK"
     assert settings.values_files == ("a.yaml", "b.yaml")
     assert settings.namespace == Settings().namespace
     assert settings.request_timeout == Settings().request_timeout
-    assert base.settings_from_params({"kubeconfig": "k", "k8s_config_file": "old"}).kubeconfig == "k"
+    assert queue_params.settings_from_params({"kubeconfig": "k", "k8s_config_file": "old"}).kubeconfig == "k"
 
 
 @pytest.mark.parametrize("value", ["soon", -1, 0, True])
 def test_bad_timeout_names_the_parameter(value: object) -> None:
     with pytest.raises(ValueError, match="installTimeout"):
-        base.settings_from_params({"installTimeout": value})
+        queue_params.settings_from_params({"installTimeout": value})
 
 
 def state(
@@ -237,7 +244,7 @@ def test_codes_are_distinct_from_harvesters_reserved_kubernetes_codes() -> None:
         ErrorCodes.K8S_CONTAINER_NOT_TERMINATED,
         ErrorCodes.K8S_TERMINATED_BY_K8S,
     }
-    mapped = set(base._REASON_CODES.values())
+    mapped = set(REASON_CODES.values())
     assert not mapped & reserved
     assert mapped <= ours
 
