@@ -4,7 +4,7 @@
 # The control plane (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler) is built from the Go module proxy; nodes and the pod
 # lifecycle are simulated by kwok; kwokctl (--runtime binary) runs it all on
-# 127.0.0.1. See shared/reference/test-cluster.md for the background.
+# 127.0.0.1. See scripts/cluster/README.md for the background.
 #
 # Usage: scripts/test-cluster.sh build|up|down|status|env
 #
