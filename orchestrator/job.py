@@ -103,7 +103,7 @@ PASSWORD_MAX: Final = 256
 
 # Job fields the orchestrator writes into the pilot's job definition itself; a job that brings
 # its own would redirect the pilot (and `scheduler_ip` in batch mode triggers the pilot bug that
-# runs the payload twice, original-system.md 3.2 #16).
+# runs the payload twice: https://github.com/PanDAWMS/pilot3 pilot/user/atlas/common.py).
 _ORCHESTRATOR_FIELDS: Final = ("scheduler_ip", "session_ip")
 _NULLS: Final = frozenset({"NULL", ""})
 _INT_RE: Final = re.compile(r"\s*[+-]?[0-9]{1,30}\s*")
