@@ -993,7 +993,8 @@ def doctor(
 
 
 def _check_row(check: Check) -> list[str]:
-    return [check.name, "warn" if check.ok is None else "yes" if check.ok else "NO", check.detail]
+    detail = check.detail if check.error is None else one_line(check.error)
+    return [check.name, "warn" if check.ok is None else "yes" if check.ok else "NO", detail]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ The CLI only shows the result; any other adapter can run the same checks.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -56,6 +56,7 @@ class Check:
     name: str
     ok: bool | None
     detail: str
+    error: DaskPandaSessionError | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"check": self.name, "ok": self.ok, "detail": self.detail}
@@ -209,7 +210,7 @@ def _guard(name: str, probe: Callable[[], Check | list[Check]]) -> list[Check]:
     try:
         result = probe()
     except DaskPandaSessionError as err:
-        return [Check(name, False, str(err))]
+        return [Check(name, False, str(err), err)]
     return result if isinstance(result, list) else [result]
 
 
