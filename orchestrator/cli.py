@@ -193,7 +193,7 @@ def one_line(error: DaskPandaSessionError) -> str:
         where = _HOST_PORT.search(text)
         why = _ERRNO.search(text)
         if "no usable Kubernetes configuration" in text:
-            return f"{text[:200]} (set --kubeconfig or KUBECONFIG)"
+            return f"{text[:200]} (check --kubeconfig, --context and KUBECONFIG)"
         if where or why or "unreachable" in text:
             at = f" at {where.group(1)}:{where.group(2)}" if where else ""
             reason = f" ({why.group(1).strip()})" if why else ""
@@ -221,7 +221,7 @@ class _ProgressHandler(logging.Handler):
     """Shows the service's own log lines (its steps) in the spinner of a long wait."""
 
     def __init__(self, update: Callable[[str], None]) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.update = update
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -232,7 +232,8 @@ class _ProgressHandler(logging.Handler):
 @contextlib.contextmanager
 def progress(what: str) -> Iterator[None]:
     """A spinner on stderr (a terminal only) for a wait that may take longer than a second,
-    updated with each step the service logs."""
+    updated with each step the service and helm log (helm's command line holds no secret: the
+    values go through stdin)."""
     if not err.is_terminal:
         yield
         return
@@ -241,8 +242,8 @@ def progress(what: str) -> Iterator[None]:
         handler = _ProgressHandler(lambda m: status.update(f"{what}: {m}"))
         old_level = logger.level
         logger.addHandler(handler)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
+        if logger.getEffectiveLevel() > logging.DEBUG:
+            logger.setLevel(logging.DEBUG)  # the root's handler still shows only what -v asks
         try:
             yield
         finally:
@@ -483,6 +484,15 @@ def values_files(files: Sequence[str] | None, sets: Sequence[str] | None) -> Ite
         yield [*paths, str(path)]
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is below it (shorter, and no machine
+    path in a pasted log)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _asked_replicas(files: Sequence[str]) -> tuple[int, str] | None:
     """The last `workers.replicas` the -f/--set files give, and which file."""
     found = None
@@ -502,7 +512,7 @@ def _render_notes(svc: SessionService, data: Mapping[str, Any], queue: str, file
     """The queue in use (a warning when its file names another), the job's adjustments, and a
     note when a -f/--set worker count loses to the job's own."""
     config = svc.queue(queue, files)
-    note(f"queue {config.name} ({', '.join(str(f) for f in config.files[:1])})")
+    note(f"queue {config.name} ({_shown(config.files[0])})")
     asked = queue if not queue.endswith((".yaml", ".yml")) else None
     if asked and config.name != asked:
         warn(f"the values file of queue {asked} says queue.name {config.name}")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 
 from orchestrator import cli
 from orchestrator.errors import InputError
@@ -501,3 +503,18 @@ def test_one_line_for_an_unreachable_server() -> None:
     line = cli.one_line(KubeUnavailable(raw))
     assert line.startswith("cannot reach the Kubernetes API server at 10.0.0.1:6443 (Connection refused)")
     assert "MaxRetryError" not in line
+
+
+def test_progress_shows_the_steps_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=200))
+    with cli.progress("deleting ns/dask-1"):
+        logging.getLogger("orchestrator.helm").debug("running helm uninstall dask-1 --wait")
+    assert "deleting ns/dask-1: running helm uninstall dask-1 --wait" in screen.getvalue()
+    assert logging.getLogger("orchestrator").level == logging.NOTSET  # restored
+
+
+def test_no_spinner_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    with cli.progress("deleting ns/dask-1"):
+        logging.getLogger("orchestrator.helm").debug("running helm uninstall dask-1 --wait")
+    assert capsys.readouterr().err == ""
