@@ -981,7 +981,11 @@ def enforce(output: OutputOpt = Output.table) -> None:
 def doctor(
     role: Annotated[
         Path,
-        typer.Option(metavar="FILE", show_default=True, help="The Role whose every rule is checked."),
+        typer.Option(
+            metavar="FILE",
+            show_default="the checkout's deploy/orchestrator-rbac.yaml",
+            help="The Role whose every rule is checked.",
+        ),
     ] = ROLE_FILE,
     output: OutputOpt = Output.table,
 ) -> None:
