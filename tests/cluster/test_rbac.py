@@ -21,9 +21,11 @@ import pytest
 import yaml
 
 from orchestrator import kube as kube_mod
+from orchestrator.doctor import Check, check_claim
 from orchestrator.kube import Kube
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import (
+    CLAIM,
     fast_timeouts,
     job,
     labelled,
@@ -203,3 +205,36 @@ def test_every_code_path_works_with_the_role(
     for args in (["gc", "-o", "json"], ["enforce", "-o", "json"], ["status", "-o", "json"]):
         done = cli(orchestrator_kubeconfig, *args)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_doctor_explains_a_claim_whose_volume_is_taken(
+    kube_cluster: KubeCluster, orchestrator_kubeconfig: Path, namespace: str
+) -> None:
+    """What a second namespace sees with a fixed volume name: its claim stays Pending, and doctor
+    (with the Role, which cannot read volumes) says why from the claim's events."""
+    taken = kube_cluster.core.read_namespaced_persistent_volume_claim(CLAIM, namespace).spec.volume_name
+    kube_cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "second"},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": taken,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        namespace,
+    )
+    kube = Kube(kubeconfig=orchestrator_kubeconfig)
+
+    def explained() -> Check | None:
+        check = check_claim(kube, namespace, "second")
+        return check if "last event" in check.detail else None
+
+    check = kube_cluster.wait_for("the claim's binding failure to be reported", explained, timeout=60)
+    assert check.ok is False
+    assert check.detail.startswith("second: Pending")
+    assert "bound to a different claim" in check.detail
+    assert "its own volume" in check.detail
