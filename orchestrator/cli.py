@@ -1,218 +1,600 @@
-"""The `dask-panda-session` command line: a thin adapter over the service layer.
+"""The `dask-panda-session` command line: a thin adapter over the service layer, with the habits
+of kubectl and helm.
 
-Exit status: 0 success, 2 bad input (nothing was created), 1 any other failure. Secrets are shown
-as `<redacted>`; JSON output is one document on stdout, messages go to stderr.
+* The namespace comes from `-n`, else `DPS_NAMESPACE`, else the kubeconfig context's namespace
+  (in a pod: the pod's own), else `default`; every "nothing found" message names it.
+* Global options (`--kubeconfig`, `-n`, `-q`, `--timeout`, ...) are accepted before or after the
+  subcommand; `-h` and `--version` work everywhere; help shows defaults, env vars and examples.
+* `-o table|wide|json|yaml` on every command; tables are kubectl-like narrow columns that never
+  fold a name; JSON/YAML is one document on stdout, messages go to stderr.
+* Exit status: 0 success, 2 bad input (nothing was created), 1 anything else, including a named
+  session that does not exist (like `kubectl get`).
+
+Secrets: a password given with `--password-file`/`--password-stdin` goes into the job's secrets
+in memory and from there into the per-job Secret; it is never on a command line, in a log or in
+the output (shown as `<redacted>`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import logging
 import os
+import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
+from rich.text import Text
 
 from orchestrator import __version__
+from orchestrator import kube as kube_mod
+from orchestrator.doctor import ROLE_FILE, Check, run_doctor
 from orchestrator.errors import DaskPandaSessionError, InputError
+from orchestrator.helm import HelmUnavailable
 from orchestrator.job import load_job_file
 from orchestrator.service import SessionService, Settings
 from orchestrator.session import FINAL_PHASES, Phase, SessionState
 
 app = typer.Typer(
     name="dask-panda-session",
-    help="One PanDA job -> one Helm release of a Dask session on Kubernetes: render, submit, watch, delete.",
+    help=(
+        "One PanDA job -> one Helm release of a Dask session on Kubernetes: render, submit, "
+        "watch, delete, and keep the namespace clean.\n\n"
+        "Global options may come before or after the command."
+    ),
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  dask-panda-session render job.json -q GOOGLE_DASK -o manifests\n"
+        "  dask-panda-session submit job.json -n sessions --wait\n"
+        "  dask-panda-session status -o wide\n"
+        "  dask-panda-session doctor -n sessions"
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: rich markup would eat "[env var: ...]"
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-# Tables are wide: when not on a terminal (CI logs, pipes) rich would wrap them at 80 columns.
-_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
-out = Console(soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, width=_WIDTH)
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
-
-class ValuesOutput(StrEnum):
-    values = "values"
-    manifests = "manifests"
+DEFAULT_INSTALL_TIMEOUT = 300.0
+DEFAULT_UNINSTALL_TIMEOUT = 120.0
 
 
 class Output(StrEnum):
     table = "table"
+    wide = "wide"
     json = "json"
+    yaml = "yaml"
 
 
-# Global options live on the callback and in this object, shared by every command.
+class RenderOutput(StrEnum):
+    values = "values"
+    manifests = "manifests"
+    json = "json"
+    yaml = "yaml"
+
+
 class Context:
+    """The global options, resolved once per run and shared by every command."""
+
     settings: Settings = Settings()
+    namespace_source: str = "default"
+    timeout: float | None = None
 
 
 CTX = Context()
 
-NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", "-n", help="Namespace of the sessions [env DPS_NAMESPACE].")
-]
-QueueOpt = Annotated[
-    str | None, typer.Option("--queue", "-q", help="PanDA queue (values/<QUEUE>.yaml) or a values file path.")
+OutputOpt = Annotated[
+    Output,
+    typer.Option("--output", "-o", help="table, wide (adds addresses, message, dashboard), json or yaml."),
 ]
 ValuesOpt = Annotated[
-    list[str] | None, typer.Option("--values", "-f", help="Extra values file(s), merged after the queue's.")
+    list[str] | None,
+    typer.Option("--values", "-f", metavar="FILE", help="More values files, merged after the queue's."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="One value (a.b=c, typed as YAML), after every -f, like helm."
+    ),
 ]
 JobArg = Annotated[
-    str, typer.Argument(help="The PanDA job: a pandaJobData.out / job JSON file, or - for stdin.")
+    str, typer.Argument(metavar="JOB", help="pandaJobData.out / job JSON file, or - for stdin.")
 ]
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        metavar="FILE",
+        help="The JupyterLab password of an interactive job, read from FILE (first line).",
+    ),
+]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the JupyterLab password from stdin (first line).")
+]
+
+# Global options, accepted anywhere on the command line: (names, takes a value).
+_GLOBAL_OPTIONS: dict[str, bool] = {
+    "--kubeconfig": True,
+    "--context": True,
+    "--helm": True,
+    "--namespace": True,
+    "-n": True,
+    "--queue": True,
+    "-q": True,
+    "--timeout": True,
+    "--verbose": False,
+    "-v": False,
+    "--version": False,
+}
+
+
+def hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """Move the global options (with their values) in front of the subcommand, so that
+    `status -n x` works like `-n x status` (kubectl and helm accept both)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        name = arg.split("=", 1)[0]
+        takes_value = _GLOBAL_OPTIONS.get(name)
+        if takes_value is None and arg[:2] in ("-n", "-q") and len(arg) > 2 and not arg.startswith("--"):
+            front.append(arg)  # -nNAMESPACE
+        elif takes_value is None:
+            rest.append(arg)
+        elif takes_value and "=" not in arg and i + 1 < len(argv):
+            front += [arg, argv[i + 1]]
+            i += 1
+        else:
+            front.append(arg)
+        i += 1
+    return front + rest
 
 
 def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(Text.assemble(("error: ", "bold red"), message))
     raise typer.Exit(code)
 
 
-@contextmanager
+def warn(message: str) -> None:
+    err.print(Text.assemble(("warning: ", "bold yellow"), message))
+
+
+def note(message: str) -> None:
+    err.print(Text(f"note: {message}"))
+
+
+_HOST_PORT = re.compile(r"host='([^']+)', port=(\d+)")
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+def one_line(error: DaskPandaSessionError) -> str:
+    """A short message that says what to check, for errors whose text is a library's essay."""
+    text = str(error)
+    if isinstance(error, kube_mod.KubeUnavailable):
+        where = _HOST_PORT.search(text)
+        why = _ERRNO.search(text)
+        if "no usable Kubernetes configuration" in text:
+            return f"{text[:200]} (check --kubeconfig, --context and KUBECONFIG)"
+        if where or why or "unreachable" in text:
+            at = f" at {where.group(1)}:{where.group(2)}" if where else ""
+            reason = f" ({why.group(1).strip()})" if why else ""
+            return (
+                f"cannot reach the Kubernetes API server{at}{reason}: check --kubeconfig/--context "
+                f"(KUBECONFIG) and that the cluster is up"
+            )
+    if isinstance(error, HelmUnavailable) and "not found" in text:
+        return f"{text}: put helm on PATH, or name it with --helm or DPS_HELM"
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+@contextlib.contextmanager
 def errors() -> Iterator[None]:
-    """Map the package's errors to exit status 2 (bad input) or 1 (anything else)."""
+    """Map the package's errors to exit status 2 (bad input) or 1 (anything else), one line each."""
     try:
         yield
     except InputError as e:
         fail(str(e), 2)
     except DaskPandaSessionError as e:
-        fail(str(e), 1)
+        fail(one_line(e), 1)
+
+
+class _ProgressHandler(logging.Handler):
+    """Shows the service's own log lines (its steps) in the spinner of a long wait."""
+
+    def __init__(self, update: Callable[[str], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.update = update
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.update(record.getMessage()[:150])
+
+
+@contextlib.contextmanager
+def progress(what: str) -> Iterator[None]:
+    """A spinner on stderr (a terminal only) for a wait that may take longer than a second,
+    updated with each step the service and helm log (helm's command line holds no secret: the
+    values go through stdin)."""
+    if not err.is_terminal:
+        yield
+        return
+    logger = logging.getLogger("orchestrator")
+    with err.status(what) as status:
+        handler = _ProgressHandler(lambda m: status.update(f"{what}: {m}"))
+        old_level = logger.level
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.DEBUG:
+            logger.setLevel(logging.DEBUG)  # the root's handler still shows only what -v asks
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
 
 
 def service() -> SessionService:
     return SessionService(CTX.settings)
 
 
+# -- global options ------------------------------------------------------------------------------
+
+
+def context_namespace(kubeconfig: str | None, context: str | None) -> str | None:
+    """The namespace of the kubeconfig context in use (in a pod: the pod's own), or None."""
+    from kubernetes import config as k8s_config
+
+    try:
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+    except (k8s_config.ConfigException, OSError, TypeError, ValueError, yaml.YAMLError):
+        contexts, active = [], None
+    chosen = next((c for c in contexts or [] if c.get("name") == context), None) if context else active
+    if chosen:
+        namespace = (chosen.get("context") or {}).get("namespace")
+        return str(namespace) if namespace else None
+    pod_namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if not kubeconfig and pod_namespace.is_file():
+        return pod_namespace.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+def find_helm() -> str:
+    """`helm` on PATH, else the checkout's pinned helm next to the `.venv` this runs from."""
+    import shutil
+
+    if shutil.which("helm"):
+        return "helm"
+    for venv in (Path(sys.prefix), Path(sys.executable).parent.parent):
+        pinned = venv.parent / ".tools" / "bin" / "helm"
+        if pinned.is_file() and os.access(pinned, os.X_OK):
+            return str(pinned)
+    return "helm"
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"dask-panda-session {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main_options(
     kubeconfig: Annotated[
-        str | None, typer.Option(help="kubeconfig file [env KUBECONFIG; in a pod: in-cluster].")
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            envvar="KUBECONFIG",
+            show_envvar=True,
+            help="kubeconfig file [default: ~/.kube/config; in a pod: in-cluster].",
+        ),
     ] = None,
-    context: Annotated[str | None, typer.Option(help="kubeconfig context.")] = None,
-    helm: Annotated[str | None, typer.Option(help="helm executable [env DPS_HELM, default helm].")] = None,
-    namespace: NamespaceOpt = None,
-    queue: QueueOpt = None,
-    timeout: Annotated[float, typer.Option(help="Install/uninstall timeout, seconds.")] = 300.0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what is done to stderr.")] = False,
+    context: Annotated[
+        str | None, typer.Option(metavar="NAME", help="kubeconfig context [default: the current one].")
+    ] = None,
+    helm: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH",
+            envvar="DPS_HELM",
+            show_envvar=True,
+            help="helm executable [default: helm on PATH, else the checkout's .tools/bin/helm].",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            metavar="NS",
+            envvar="DPS_NAMESPACE",
+            show_envvar=True,
+            help="Namespace of the sessions [default: the kubeconfig context's, else default].",
+        ),
+    ] = None,
+    queue: Annotated[
+        str,
+        typer.Option(
+            "--queue",
+            "-q",
+            metavar="QUEUE",
+            envvar="DPS_QUEUE",
+            show_envvar=True,
+            show_default=True,
+            help="PanDA queue: values/<QUEUE>.yaml, or a values file path.",
+        ),
+    ] = "GOOGLE_DASK",
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help=(
+                "The longest any one wait of the command may take: a helm install or uninstall, "
+                f"submit --wait, status --watch [default: {DEFAULT_INSTALL_TIMEOUT:.0f} for an install, "
+                f"{DEFAULT_UNINSTALL_TIMEOUT:.0f} for an uninstall, no limit for --wait/--watch]."
+            ),
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step to stderr.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    """One PanDA job -> one Helm release of a Dask session on Kubernetes."""
+    del version
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        # urllib3 logs every retry of an unreachable server (and the kubernetes client resets its
+        # logger's level): the one-line error says it once.
+        handler.addFilter(lambda r: not r.name.startswith("urllib3") or r.levelno >= logging.ERROR)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    if kubeconfig and not Path(kubeconfig.split(os.pathsep)[0]).is_file():
+        fail(f"kubeconfig {kubeconfig}: no such file", 2)
+    if timeout is not None and timeout <= 0:
+        fail(f"--timeout: must be more than 0 seconds, got {timeout:g}", 2)
+    if namespace:
+        ns, source = namespace, "-n/DPS_NAMESPACE"
+    elif found := context_namespace(kubeconfig, context):
+        ns, source = found, "kubeconfig context"
+    else:
+        ns, source = "default", "default"
+    CTX.namespace_source = source
+    CTX.timeout = timeout
     CTX.settings = Settings(
-        namespace=namespace or os.environ.get("DPS_NAMESPACE", "default"),
-        queue=queue or os.environ.get("DPS_QUEUE", "GOOGLE_DASK"),
-        helm_executable=helm or os.environ.get("DPS_HELM", "helm"),
-        kubeconfig=kubeconfig or os.environ.get("KUBECONFIG") or None,
+        namespace=ns,
+        queue=queue,
+        helm_executable=helm or find_helm(),
+        kubeconfig=kubeconfig or None,
         kube_context=context,
-        install_timeout=timeout,
-        uninstall_timeout=min(timeout, 120.0),
+        install_timeout=timeout or DEFAULT_INSTALL_TIMEOUT,
+        uninstall_timeout=timeout or DEFAULT_UNINSTALL_TIMEOUT,
     )
 
 
-@app.command()
+@app.command(epilog="Examples:\n\n\b\n  dask-panda-session version")
 def version() -> None:
     """Print the version."""
     out.print(f"dask-panda-session {__version__}")
 
 
-def _load(job: str) -> Any:
+# -- input ---------------------------------------------------------------------------------------
+
+
+def _load(job: str) -> Mapping[str, Any]:
     with errors():
         return load_job_file(job)
 
 
-@app.command()
-def render(
-    job: JobArg,
-    queue: QueueOpt = None,
-    values: ValuesOpt = None,
-    namespace: NamespaceOpt = None,
-    output: Annotated[ValuesOutput, typer.Option("--output", "-o")] = ValuesOutput.values,
-) -> None:
-    """Show the release values (or manifests) a job would get; touches no cluster."""
-    data = _load(job)
-    svc = service()
+def _read_password(password_file: Path | None, password_stdin: bool, job: str) -> str | None:
+    """The password from a file or stdin (first line, newline dropped); never from argv."""
+    if password_file is not None and password_stdin:
+        fail("--password-file and --password-stdin: give one of them", 2)
+    if password_stdin:
+        if job == "-":
+            fail("--password-stdin: the job is read from stdin already; use --password-file", 2)
+        return sys.stdin.readline().rstrip("\r\n")
+    if password_file is not None:
+        try:
+            with open(password_file, encoding="utf-8") as handle:
+                return handle.readline().rstrip("\r\n")
+        except OSError as e:
+            fail(f"--password-file {password_file}: cannot be read: {e.strerror}", 2)
+    return None
+
+
+def with_password(data: Mapping[str, Any], password: str) -> dict[str, Any]:
+    """A copy of the job with `password` as its secrets' `password` entry (the one a job's
+    JupyterLab password is looked up under first)."""
+    doc = copy.deepcopy(dict(data))
+    params = doc
+    if "PandaID" not in doc and len(doc) == 1:
+        ((key, inner),) = doc.items()
+        if isinstance(inner, Mapping):
+            params = doc[key] = dict(inner)
+    secrets: Any = params.get("secrets")
+    if isinstance(secrets, str) and secrets.strip() not in ("", "NULL", "null", "None"):
+        try:
+            secrets = json.loads(secrets)
+        except json.JSONDecodeError:
+            raise InputError("secrets: is a string but not valid JSON (value not shown)") from None
+    elif not isinstance(secrets, Mapping):
+        secrets = {}
+    if not isinstance(secrets, Mapping):
+        raise InputError("secrets: must be a JSON object to add the password to")
+    params["secrets"] = {**secrets, "password": password}
+    return doc
+
+
+def parse_sets(sets: Sequence[str]) -> dict[str, Any]:
+    """`--set a.b=c` (repeatable) into nested values; the value is typed as YAML, like helm."""
+    values: dict[str, Any] = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise InputError(f"--set {item!r}: expected KEY=VALUE with KEY like a.b.c")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = values
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise InputError(f"--set {item!r}: {part} is set to a value already")
+            node = child
+        node[parts[-1]] = value
+    return values
+
+
+@contextlib.contextmanager
+def values_files(files: Sequence[str] | None, sets: Sequence[str] | None) -> Iterator[list[str]]:
+    """The -f files, then the --set values as one more file (private, removed afterwards)."""
+    paths = list(files or ())
+    if not sets:
+        yield paths
+        return
     with errors():
-        panda_job, rendered = svc.render(data, queue=queue, values_files=values or (), namespace=namespace)
-        for note in rendered.adjustments:
-            err.print(f"note: {note}", highlight=False)
-        if output is ValuesOutput.values:
-            doc = {
-                "release": rendered.release,
-                "namespace": rendered.namespace,
-                "values": rendered.values,
-                "secret": None
-                if not rendered.secret
-                else {
-                    "name": rendered.secret_name,
-                    "data": dict.fromkeys(rendered.secret.keys(), "<redacted>"),
-                },
-            }
-            sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
-        else:
-            objects = svc.helm.template(rendered.release, rendered.namespace, rendered.values)
-            sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
-        del panda_job
+        overrides = parse_sets(sets)
+    with tempfile.TemporaryDirectory(prefix="dps-set-") as tmp:
+        path = Path(tmp) / "set.yaml"
+        path.write_text(yaml.safe_dump(overrides), encoding="utf-8")
+        yield [*paths, str(path)]
 
 
-def _state_row(state: SessionState) -> list[str]:
-    t = state.timings.to_dict()
-    return [
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is below it (shorter, and no machine
+    path in a pasted log)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _asked_replicas(files: Sequence[str]) -> tuple[int, str] | None:
+    """The last `workers.replicas` the -f/--set files give, and which file."""
+    found = None
+    for path in files:
+        try:
+            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        workers = doc.get("workers") if isinstance(doc, Mapping) else None
+        replicas = workers.get("replicas") if isinstance(workers, Mapping) else None
+        if isinstance(replicas, int) and not isinstance(replicas, bool):
+            found = (replicas, "--set" if Path(path).name == "set.yaml" else path)
+    return found
+
+
+def _render_notes(svc: SessionService, data: Mapping[str, Any], queue: str, files: list[str]) -> None:
+    """The queue in use (a warning when its file names another), the job's adjustments, and a
+    note when a -f/--set worker count loses to the job's own."""
+    config = svc.queue(queue, files)
+    note(f"queue {config.name} ({_shown(config.files[0])})")
+    asked = queue if not queue.endswith((".yaml", ".yml")) else None
+    if asked and config.name != asked:
+        warn(f"the values file of queue {asked} says queue.name {config.name}")
+    job, rendered = svc.render(data, queue=queue, values_files=files)
+    for adjustment in rendered.adjustments:
+        note(adjustment)
+    replicas = _asked_replicas(files)
+    got = (rendered.values.get("workers") or {}).get("replicas")
+    if replicas is not None and got != replicas[0]:
+        note(
+            f"workers.replicas {replicas[0]} from {replicas[1]} is not used: the job asks for {got} "
+            f"({job.workers_source}), which wins over values files"
+        )
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def age(since: datetime | None, now: datetime) -> str:
+    """kubectl's AGE: 45s, 7m, 3h, 2d."""
+    if since is None:
+        return "<unknown>"
+    seconds = max(0, int((now - since).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit == "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+COLUMNS = ("NAME", "PANDAID", "MODE", "PHASE", "REASON", "WORKERS", "AGE")
+WIDE_COLUMNS = (*COLUMNS, "SCHEDULER", "DASHBOARD", "JUPYTERLAB", "MESSAGE")
+
+
+def state_row(state: SessionState, now: datetime, wide: bool) -> list[str]:
+    row = [
         state.release,
-        str(state.pandaid or ""),
-        state.mode or "",
-        _phase_markup(state.phase),
-        state.reason or "",
+        str(state.pandaid or "<none>"),
+        state.mode or "<none>",
+        str(state.phase),
+        state.reason or "<none>",
         f"{state.workers_ready}/{state.workers_wanted}",
-        state.scheduler_address or "",
-        state.jupyter_url or "",
-        " ".join(f"{k}={v[11:19]}" for k, v in t.items() if v),
+        age(state.timings.submitted, now),
     ]
+    if wide:
+        row += [
+            state.scheduler_address or "<none>",
+            state.dashboard_url or "<none>",
+            state.jupyter_url or "<none>",
+            state.message or "<none>",
+        ]
+    return row
 
 
-def _phase_markup(phase: Phase) -> str:
-    colour = {
-        Phase.STARTING: "yellow",
-        Phase.RUNNING: "cyan",
-        Phase.FINISHED: "green",
-        Phase.FAILED: "red",
-        Phase.CANCELLED: "magenta",
-    }[phase]
-    return f"[{colour}]{phase}[/]"
+def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """kubectl's table: left-aligned columns three spaces apart, never folded (a long last
+    column runs on)."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=True)]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
-def states_table(states: Sequence[SessionState]) -> Table:
-    table = Table(title=None, show_lines=False)
-    for column in (
-        "release",
-        "pandaid",
-        "mode",
-        "phase",
-        "reason",
-        "workers",
-        "scheduler",
-        "jupyterlab",
-        "timings (UTC)",
-    ):
-        table.add_column(column, overflow="fold")
-    for state in states:
-        table.add_row(*_state_row(state))
-    return table
+def states_text(states: Sequence[SessionState], wide: bool, now: datetime) -> str:
+    return columns(WIDE_COLUMNS if wide else COLUMNS, [state_row(s, now, wide) for s in states])
 
 
-def _print_states(states: Sequence[SessionState], output: Output) -> None:
-    if output is Output.json:
-        sys.stdout.write(json.dumps([s.to_dict() for s in states], indent=2) + "\n")
-    else:
-        out.print(states_table(states))
+def emit(doc: Any, output: Output | RenderOutput) -> bool:
+    """Write `doc` as JSON or YAML on stdout; False for a table output (the caller prints it)."""
+    if output in (Output.json, RenderOutput.json):
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        return True
+    if output in (Output.yaml, RenderOutput.yaml):
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+        return True
+    return False
+
+
+def print_states(states: Sequence[SessionState], output: Output, now: datetime) -> None:
+    if not emit([s.to_dict() for s in states], output):
+        sys.stdout.write(states_text(states, output is Output.wide, now) + "\n")
 
 
 def _follow(
@@ -220,49 +602,138 @@ def _follow(
     releases: Sequence[str],
     namespace: str,
     until: Callable[[SessionState], bool],
-    timeout: float,
+    timeout: float | None,
+    wide: bool,
     interval: float = 2.0,
 ) -> list[SessionState]:
-    """Poll the sessions (one LIST per poll) and show a live table until `until` holds for all."""
-    deadline = time.monotonic() + timeout
+    """Poll the sessions (one LIST per poll) with a live table on stderr until `until` holds
+    for all (or the timeout passes); the caller prints the final state on stdout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     submitted = {r: svc.clock() for r in releases}
-    with Live(console=err, refresh_per_second=4, transient=False) as live:
+    with Live(console=err, refresh_per_second=4, transient=True) as live:
         while True:
             states = svc.observe(releases, namespace=namespace, submitted=submitted)
             ordered = [states[r] for r in releases]
-            live.update(states_table(ordered))
-            if all(until(s) for s in ordered) or time.monotonic() > deadline:
+            live.update(Text(states_text(ordered, wide, svc.clock())))
+            if all(until(s) for s in ordered):
                 return ordered
-            time.sleep(interval)
+            if deadline is not None and time.monotonic() > deadline:
+                warn(f"stopped waiting after {timeout:g} s (--timeout)")
+                return ordered
+            svc.sleep(interval)
 
 
-@app.command()
+# -- commands ------------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  dask-panda-session render job.json\n"
+        "  dask-panda-session render job.json -q GOOGLE_DASK -f site.yaml --set workers.replicas=4\n"
+        "  dask-panda-session render job.json -o manifests > release.yaml\n"
+        "  dask-panda-session render job.json --password-file pw.txt"
+    )
+)
+def render(
+    job: JobArg,
+    values: ValuesOpt = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", metavar="KEY=VALUE", help="One value (a.b=c, typed as YAML), after every -f, like helm."
+        ),
+    ] = None,
+    output: Annotated[
+        RenderOutput,
+        typer.Option(
+            "--output",
+            "-o",
+            help="values (YAML, the Secret redacted; also yaml), json, or manifests (helm template).",
+        ),
+    ] = RenderOutput.values,
+    password_file: PasswordFileOpt = None,
+    password_stdin: PasswordStdinOpt = False,
+) -> None:
+    """Show the release values (or manifests) a job would get; touches no cluster.
+
+    Every output runs the chart's own checks (helm renders the manifests, even for -o values),
+    so a values file that passes here installs.
+    """
+    password = _read_password(password_file, password_stdin, job)
+    data = _load(job)
+    if password is not None:
+        with errors():
+            data = with_password(data, password)
+    svc = service()
+    queue = CTX.settings.queue
+    with values_files(values, set_) as files, errors():
+        _render_notes(svc, data, queue, files)
+        _, rendered = svc.render(data, queue=queue, values_files=files)
+        # The chart's cross-field checks (`fail`) run in helm: render the manifests every time.
+        objects = svc.helm.template(rendered.release, rendered.namespace, rendered.values)
+    if output is RenderOutput.manifests:
+        sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
+        return
+    doc = {
+        "release": rendered.release,
+        "namespace": rendered.namespace,
+        "values": rendered.values,
+        "secret": None
+        if not rendered.secret
+        else {"name": rendered.secret_name, "data": dict.fromkeys(rendered.secret.keys(), "<redacted>")},
+    }
+    if not emit(doc, RenderOutput.json if output is RenderOutput.json else RenderOutput.yaml):
+        raise AssertionError("unreachable")
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  dask-panda-session submit job.json --wait\n"
+        "  dask-panda-session submit job.json -n sessions -q GOOGLE_DASK -o json\n"
+        "  dask-panda-session submit job.json --set job.lifetimeSeconds=7200\n"
+        "  pass show jupyter | dask-panda-session submit job.json --password-stdin"
+    )
+)
 def submit(
     job: JobArg,
-    queue: QueueOpt = None,
     values: ValuesOpt = None,
-    namespace: NamespaceOpt = None,
+    set_: SetOpt = None,
     wait: Annotated[
-        bool, typer.Option(help="Wait until the session runs (or ends), showing progress.")
+        bool, typer.Option("--wait", help="Wait until the session runs (or ends), showing progress.")
     ] = False,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    output: OutputOpt = Output.table,
+    password_file: PasswordFileOpt = None,
+    password_stdin: PasswordStdinOpt = False,
 ) -> None:
-    """Install the job's session (idempotent: a second submit returns the existing release)."""
+    """Install the job's session (idempotent: a second submit returns the existing release).
+
+    An interactive job needs a JupyterLab password: in the job's secrets, or given here with
+    --password-file/--password-stdin (never on the command line).
+    """
+    password = _read_password(password_file, password_stdin, job)
     data = _load(job)
+    if password is not None:
+        with errors():
+            data = with_password(data, password)
     svc = service()
+    ns, queue = CTX.settings.namespace, CTX.settings.queue
+    with values_files(values, set_) as files, errors():
+        _render_notes(svc, data, queue, files)
+        with progress(f"installing into namespace {ns}"):
+            result = svc.submit(data, queue=queue, values_files=files, namespace=ns)
     with errors():
-        result = svc.submit(data, queue=queue, values_files=values or (), namespace=namespace)
-        for note in result.adjustments:
-            err.print(f"note: {note}", highlight=False)
         if not result.created:
-            err.print(f"release {result.namespace}/{result.release} exists already: not submitted again")
+            note(f"release {result.namespace}/{result.release} exists already: not submitted again")
         if wait:
             states = _follow(
                 svc,
                 [result.release],
                 result.namespace,
                 lambda s: s.phase is not Phase.STARTING,
-                timeout=CTX.settings.install_timeout + 600,
+                timeout=CTX.timeout,
+                wide=output is Output.wide,
             )
         else:
             states = list(
@@ -270,201 +741,281 @@ def submit(
                     [result.release], namespace=result.namespace, submitted={result.release: svc.clock()}
                 ).values()
             )
-        if output is Output.json:
-            doc = {**states[0].to_dict(), "created": result.created, "adjustments": list(result.adjustments)}
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        else:
-            out.print(states_table(states))
-        if wait and states[0].phase in (Phase.FAILED, Phase.CANCELLED):
-            raise typer.Exit(1)
+    doc = {**states[0].to_dict(), "created": result.created, "adjustments": list(result.adjustments)}
+    if not emit(doc, output):
+        print_states(states, output, svc.clock())
+    if wait and states[0].phase in (Phase.FAILED, Phase.CANCELLED):
+        raise typer.Exit(1)
 
 
-@app.command()
+def _select(
+    svc: SessionService, names: Sequence[str], found: Mapping[str, SessionState], ns: str
+) -> tuple[list[SessionState], list[str]]:
+    """The sessions named (a release or a PandaID), and the names that match none."""
+    selected: list[SessionState] = []
+    missing: list[str] = []
+    for name in names:
+        if name in found:
+            selected.append(found[name])
+            continue
+        if name.isdigit():
+            matches = [s for s in found.values() if s.pandaid == int(name)]
+            if matches:
+                selected += matches
+                continue
+        elif svc.helm.release(name, ns) is not None:
+            # installed, no pod yet: starting (within its grace), as right after a submit
+            selected += svc.observe([name], namespace=ns, submitted={name: svc.clock()}).values()
+            continue
+        missing.append(name)
+    return selected, missing
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  dask-panda-session status\n"
+        "  dask-panda-session status dask-1759473585 -o wide\n"
+        "  dask-panda-session status 1759473585          # by PandaID\n"
+        "  dask-panda-session status -w -n sessions\n"
+        "  dask-panda-session status -o json | jq '.[].phase'"
+    )
+)
 def status(
     releases: Annotated[
-        list[str] | None, typer.Argument(help="Releases (default: every session of the namespace).")
+        list[str] | None,
+        typer.Argument(metavar="RELEASE|PANDAID", help="Sessions [default: every one in the namespace]."),
     ] = None,
-    namespace: NamespaceOpt = None,
-    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+    output: OutputOpt = Output.table,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="A live table until every session has ended.")
     ] = False,
-    timeout: Annotated[float, typer.Option(help="Give up watching after this many seconds.")] = 3600.0,
 ) -> None:
-    """The state of sessions: phase, reason, workers, addresses and phase timings."""
+    """The state of sessions: phase, reason, workers, age (-o wide: addresses, message).
+
+    A named session that does not exist is an error (exit 1), like `kubectl get`.
+    """
     svc = service()
-    ns = namespace or CTX.settings.namespace
+    ns = CTX.settings.namespace
     with errors():
-        if watch:
-            names = list(releases or svc.observe(namespace=ns))
-            states = _follow(svc, names, ns, lambda s: s.phase in FINAL_PHASES, timeout=timeout)
-            if output is Output.json:
-                _print_states(states, output)
-            return
-        states = list(svc.observe(releases or None, namespace=ns).values())
-        _print_states(states, output)
+        found = svc.observe(namespace=ns)
+        if releases:
+            states, missing = _select(svc, releases, found, ns)
+        else:
+            states, missing = list(found.values()), []
+        if watch and states:
+            states = _follow(
+                svc,
+                [s.release for s in states],
+                ns,
+                lambda s: s.phase in FINAL_PHASES,
+                timeout=CTX.timeout,
+                wide=output is Output.wide,
+            )
+    for name in missing:
+        err.print(Text.assemble(("error: ", "bold red"), f'session "{name}" not found in namespace {ns}'))
+    if states or output in (Output.json, Output.yaml):
+        print_states(states, output, svc.clock())
+    elif not missing:
+        err.print(f"No sessions in namespace {ns}.")
+    if missing:
+        raise typer.Exit(1)
 
 
-@app.command()
+@app.command(
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  dask-panda-session delete dask-1759473585\n"
+        "  dask-panda-session delete dask-1 dask-2 -n sessions --ignore-not-found"
+    )
+)
 def delete(
-    releases: Annotated[list[str], typer.Argument(help="Releases to end and sweep.")],
-    namespace: NamespaceOpt = None,
+    releases: Annotated[list[str], typer.Argument(metavar="RELEASE", help="Releases to end and sweep.")],
+    ignore_not_found: Annotated[
+        bool, typer.Option("--ignore-not-found", help="A release that does not exist is not an error.")
+    ] = False,
+    output: OutputOpt = Output.table,
 ) -> None:
-    """End sessions and verify that nothing labelled for them remains."""
+    """End sessions and verify that nothing labelled for them remains.
+
+    The uninstall runs the chart's hooks; a wedged hook is bypassed (the chart's cleanup step is
+    run directly) and every labelled object is deleted and checked gone.
+    """
     svc = service()
-    ns = namespace or CTX.settings.namespace
+    ns = CTX.settings.namespace
     dirty = False
-    with errors():
-        for release in releases:
+    docs = []
+    for release in releases:
+        with errors(), progress(f"deleting {ns}/{release}"):
             result = svc.sweep(release, namespace=ns)
-            for note in result.notes:
-                err.print(f"{release}: {note}", highlight=False)
-            if result.clean:
-                what = "deleted" if result.release_existed else "was already gone; leftovers checked"
-                out.print(
-                    f"{release}: {what}, nothing left" + (" (hooks bypassed)" if result.used_fallback else "")
+        docs.append(
+            {
+                "release": release,
+                "namespace": ns,
+                "found": result.release_existed,
+                "clean": result.clean,
+                "hooks_bypassed": result.used_fallback,
+                "remaining": list(result.remaining),
+                "notes": list(result.notes),
+            }
+        )
+        for text in result.notes:
+            note(f"{release}: {text}")
+        if not result.release_existed and not ignore_not_found:
+            err.print(
+                Text.assemble(
+                    ("error: ", "bold red"),
+                    f'release "{release}" not found in namespace {ns} (its leftovers, if any, were removed)',
                 )
-            else:
-                dirty = True
+            )
+            dirty = True
+        elif not result.clean:
+            dirty = True
+        if output in (Output.table, Output.wide):
+            if not result.clean:
                 out.print(f"{release}: still present: {', '.join(result.remaining)}")
+            elif result.release_existed:
+                bypass = " (hooks bypassed)" if result.used_fallback else ""
+                out.print(f'release "{release}" deleted from namespace {ns}, nothing left{bypass}')
+    emit(docs, output)
     if dirty:
         raise typer.Exit(1)
 
 
-@app.command()
+def _report_failures(what: str, failures: Mapping[str, Exception]) -> None:
+    for release, error in sorted(failures.items()):
+        message = one_line(error) if isinstance(error, DaskPandaSessionError) else str(error)
+        err.print(Text.assemble(("error: ", "bold red"), f"{what} {release}: {message}"))
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  dask-panda-session gc --dry-run\n"
+        "  dask-panda-session gc -n sessions --grace 60 -o json"
+    )
+)
 def gc(
-    namespace: NamespaceOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help=f"Leave orphans younger than this (a submit may be at work) [default: {Settings().gc_grace_seconds:.0f}].",
+        ),
+    ] = None,
+    output: OutputOpt = Output.table,
 ) -> None:
     """Remove orphans (objects whose release is gone) and releases older than their lifetime.
 
     Each release is handled on its own; any that could not be is shown and the exit status is 1.
     """
     svc = service()
-    with errors():
-        actions = svc.gc(namespace=namespace, dry_run=dry_run)
-    verb = "would remove" if dry_run else "removed"
-    for action in actions:
-        extra = f": {', '.join(action.objects)}" if action.objects else ""
-        out.print(f"{verb} {action.release} ({action.why}){extra}", highlight=False)
-    if not actions and not actions.failures:
-        out.print("nothing to collect")
+    ns = CTX.settings.namespace
+    if grace is not None:
+        if grace < 0:
+            fail(f"--grace: must be 0 or more seconds, got {grace:g}", 2)
+        from dataclasses import replace
+
+        svc.settings = replace(svc.settings, gc_grace_seconds=grace)
+    with errors(), progress(f"collecting in namespace {ns}"):
+        actions = svc.gc(namespace=ns, dry_run=dry_run)
+    doc = {
+        "namespace": ns,
+        "dry_run": dry_run,
+        "removed": [{"release": a.release, "why": a.why, "objects": list(a.objects)} for a in actions],
+        "failures": {r: str(e) for r, e in sorted(actions.failures.items())},
+    }
+    if not emit(doc, output):
+        verb = "would remove" if dry_run else "removed"
+        for action in actions:
+            extra = f": {', '.join(action.objects)}" if action.objects else ""
+            out.print(f"{verb} {action.release} ({action.why}){extra}")
+        if not actions and not actions.failures:
+            out.print(
+                f"nothing to collect in namespace {ns} (orphans younger than "
+                f"{svc.settings.gc_grace_seconds:.0f} s are left alone: see --grace)"
+            )
     _report_failures("cannot collect", actions.failures)
 
 
-@app.command()
-def enforce(namespace: NamespaceOpt = None) -> None:
+@app.command(
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  dask-panda-session enforce -n sessions\n"
+        "  */5 * * * *  dask-panda-session enforce -n sessions -o json   # crontab"
+    )
+)
+def enforce(output: OutputOpt = Output.table) -> None:
     """End every session past its lifetime, lease or startup timeout (run it from cron).
 
     One pod LIST for the namespace; a helm uninstall only for the sessions it ends. Each session
     is ended on its own; any that could not be is shown and the exit status is 1.
     """
     svc = service()
-    with errors():
-        ended = svc.enforce_deadlines(namespace=namespace)
-    for release, reason in sorted(ended.items()):
-        out.print(f"ended {release}: {reason}", highlight=False)
-    if not ended and not ended.failures:
-        out.print("no session is past a deadline")
+    ns = CTX.settings.namespace
+    with errors(), progress(f"enforcing deadlines in namespace {ns}"):
+        ended = svc.enforce_deadlines(namespace=ns)
+    doc = {
+        "namespace": ns,
+        "ended": dict(sorted(ended.items())),
+        "failures": {r: str(e) for r, e in sorted(ended.failures.items())},
+    }
+    if not emit(doc, output):
+        for release, reason in sorted(ended.items()):
+            out.print(f"ended {release}: {reason}")
+        if not ended and not ended.failures:
+            out.print(f"no session in namespace {ns} is past a deadline")
     _report_failures("cannot end", ended.failures)
 
 
-def _report_failures(what: str, failures: Mapping[str, Exception]) -> None:
-    for release, error in sorted(failures.items()):
-        err.print(f"[bold red]error:[/] {what} {release}: {error}", highlight=False)
-    if failures:
-        raise typer.Exit(1)
-
-
-@app.command()
-def doctor(namespace: NamespaceOpt = None) -> None:
-    """Check helm, the cluster, the namespace, the permissions, the shared claim and the proxy Secret."""
-    svc = service()
-    ns = namespace or CTX.settings.namespace
-    checks: list[tuple[str, bool | None, str]] = []  # ok None: a warning, not a failure
-
-    def check(name: str, probe: Callable[[], tuple[bool | None, str]]) -> None:
-        try:
-            ok, detail = probe()
-        except DaskPandaSessionError as e:
-            ok, detail = False, str(e)
-        checks.append((name, ok, detail))
-
-    check("helm", lambda: (True, f"{CTX.settings.helm_executable} {svc.helm.version}"))
-    check("cluster", lambda: (True, f"Kubernetes {svc.kube.version()}"))
-    check("clock", lambda: _clock(svc))
-    # Through its `default` ServiceAccount: a namespaced Role cannot read Namespace objects.
-    check("namespace", lambda: (svc.kube.exists(f"/api/v1/namespaces/{ns}/serviceaccounts/default"), ns))
-
-    def permission(verb: str, resource: str, group: str) -> Callable[[], tuple[bool, str]]:
-        return lambda: (svc.kube.can_i(ns, verb, resource, group), f"{group or 'core'}/{resource}")
-
-    for verb, resource, group in REQUIRED_PERMISSIONS:
-        check(f"can {verb} {resource}", permission(verb, resource, group))
-    with errors():
-        queue = svc.queue()
-    merged = queue.values
-    claim = merged.get("sharedVolume", {}).get("existingClaim")
-    if claim:
-        check("shared claim", lambda: _claim_bound(svc, ns, str(claim)))
-    proxy = merged.get("pilot", {}).get("proxy", {}).get("secretName", "proxy-secret")
-    check("proxy Secret", lambda: (svc.kube.exists(f"/api/v1/namespaces/{ns}/secrets/{proxy}"), str(proxy)))
-    table = Table()
-    for column in ("check", "ok", "detail"):
-        table.add_column(column)
-    for name, ok, detail in checks:
-        mark = "[yellow]warn[/]" if ok is None else "[green]yes[/]" if ok else "[red]NO[/]"
-        table.add_row(name, mark, detail)
-    out.print(table)
-    for name, ok, detail in checks:
-        if ok is None:
-            err.print(f"[bold yellow]warning:[/] {name}: {detail}", highlight=False)
-    if any(ok is False for _, ok, _ in checks):
-        raise typer.Exit(1)
-
-
-# Above this host-vs-API-server skew, doctor warns (the orchestrator's verdicts use the server's
-# clock and are not affected; Harvester's own bookkeeping on the host is).
-CLOCK_SKEW_WARNING_SECONDS = 60.0
-
-
-def _clock(svc: SessionService) -> tuple[bool | None, str]:
-    skew = svc.clock_skew()
-    side = "ahead of" if skew >= 0 else "behind"
-    detail = f"the host is {abs(skew):.0f} s {side} the API server"
-    if abs(skew) > CLOCK_SKEW_WARNING_SECONDS:
-        return None, f"{detail} (more than {CLOCK_SKEW_WARNING_SECONDS:.0f} s: synchronise the host clock)"
-    return True, detail
-
-
-def _claim_bound(svc: SessionService, ns: str, claim: str) -> tuple[bool, str]:
-    from orchestrator.kube import PVC
-
-    obj = svc.kube.get(PVC, ns, claim)
-    if obj is None:
-        return False, f"{claim}: no such claim"
-    phase = obj.get("status", {}).get("phase")
-    return phase == "Bound", f"{claim}: {phase}"
-
-
-# What the orchestrator does in a namespace (deploy/orchestrator-role.yaml grants exactly this).
-REQUIRED_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
-    ("list", "pods", ""),
-    ("create", "pods", ""),
-    ("delete", "pods", ""),
-    ("create", "secrets", ""),
-    ("delete", "secrets", ""),
-    ("create", "services", ""),
-    ("create", "jobs", "batch"),
-    ("create", "networkpolicies", "networking.k8s.io"),
-    ("list", "events", ""),
+@app.command(
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  dask-panda-session doctor -n sessions -q GOOGLE_DASK\n"
+        "  dask-panda-session --kubeconfig harvester.kubeconfig doctor -o json"
+    )
 )
+def doctor(
+    role: Annotated[
+        Path,
+        typer.Option(
+            metavar="FILE",
+            show_default="the checkout's deploy/orchestrator-rbac.yaml",
+            help="The Role whose every rule is checked.",
+        ),
+    ] = ROLE_FILE,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Check helm, the cluster, the clock, the namespace, every right of the orchestrator's Role
+    (each verb asked of the API server), the queue's shared claim (why it is not Bound) and the
+    proxy Secret. Exit 1 when a check fails; warnings do not fail.
+    """
+    svc = service()
+    ns = CTX.settings.namespace
+    with errors(), progress(f"checking namespace {ns}"):
+        checks = run_doctor(svc, ns, queue=CTX.settings.queue, role_file=role)
+    if not emit({"namespace": ns, "checks": [c.to_dict() for c in checks]}, output):
+        sys.stdout.write(columns(("CHECK", "OK", "DETAIL"), [_check_row(c) for c in checks]) + "\n")
+    for check in checks:
+        if check.ok is None:
+            warn(f"{check.name}: {check.detail}")
+    if any(c.ok is False for c in checks):
+        raise typer.Exit(1)
+
+
+def _check_row(check: Check) -> list[str]:
+    detail = check.detail if check.error is None else one_line(check.error)
+    return [check.name, "warn" if check.ok is None else "yes" if check.ok else "NO", detail]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns the exit status (typer exits 2 on a usage error)."""
+    """Console entry point; returns the exit status (a usage error is 2)."""
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv)
+        app(args=args, prog_name="dask-panda-session")
     except SystemExit as e:
         if e.code is None:
             return 0
@@ -480,4 +1031,4 @@ if __name__ == "__main__":
     _entry()
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "hoist_global_options", "main", "parse_sets", "with_password"]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator.helm import HelmReleaseExists, HelmReleaseInfo
-from orchestrator.kube import APP_SELECTOR, SECRET, Kind, KubeConflict, KubeUnavailable
+from orchestrator.kube import APP_SELECTOR, SECRET, Kind, KubeConflict, KubeError, KubeUnavailable
 from orchestrator.submit_lock import ANN_SUBMIT_ID, ANN_WORKER_ID
 
 SERVER_NOW = datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
@@ -157,6 +157,8 @@ class FakeKube:
     jobs_complete: bool = True
     server_now: datetime = SERVER_NOW  # the API server's clock
     send_date: bool = True  # whether answers carry a Date header
+    denied: set[tuple[str, str, str]] = field(default_factory=set)  # (verb, resource, group) refused
+    reviews: list[dict[str, str]] = field(default_factory=list)  # SelfSubjectAccessReviews asked
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _uids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
@@ -219,7 +221,46 @@ class FakeKube:
 
     def can_i(self, namespace: str, verb: str, resource: str, group: str = "") -> bool:
         self._count()
-        return True
+        return (verb, resource, group) not in self.denied
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        missing_ok: bool = False,
+        **_: Any,
+    ) -> Any:
+        """The raw call, for what doctor asks: access reviews, a claim's events, a volume
+        (cluster-scoped objects are kept under the namespace "")."""
+        self._count()
+        parts = path.strip("/").split("/")
+        if method == "POST" and parts[-1] == "selfsubjectaccessreviews":
+            attrs = dict(body["spec"]["resourceAttributes"])
+            with self.lock:
+                self.reviews.append(attrs)
+            allowed = (attrs["verb"], attrs["resource"], attrs.get("group", "")) not in self.denied
+            return {"status": {"allowed": allowed}}
+        if method == "GET" and parts[:3] == ["api", "v1", "persistentvolumes"]:
+            if ("get", "persistentvolumes", "") in self.denied:
+                raise KubeError(f"GET {path}: 403 Forbidden: persistentvolumes is forbidden")
+            found = self.find("", "PersistentVolume", parts[3])
+            if found is None and not missing_ok:
+                raise KubeError(f"GET {path}: 404 Not Found")
+            return copy.deepcopy(found)
+        if method == "GET" and parts[-1] == "events":
+            wanted = dict(p.split("=", 1) for p in (query or {}).get("fieldSelector", "").split(",") if p)
+            with self.lock:
+                events = [o for (k, _), o in self.objects.get(parts[3], {}).items() if k == "Event"]
+            items = [
+                e
+                for e in events
+                if all(e.get("involvedObject", {}).get(k.split(".", 1)[1]) == v for k, v in wanted.items())
+            ]
+            return {"items": copy.deepcopy(items)}
+        raise NotImplementedError(f"FakeKube.request {method} {path}")
 
     def exists(self, path: str) -> bool:
         self._count()
