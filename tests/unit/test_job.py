@@ -212,8 +212,8 @@ def test_definition_is_a_copy_without_secrets_and_caller_is_untouched() -> None:
 
 
 def test_definition_must_be_json() -> None:
-    assert error_of(job(weird=object())).field == "jobParams"
-    assert error_of(job(weird=float("nan"))).field == "jobParams"
+    assert error_of(job(weird=object())).field == "jobParams.weird"
+    assert error_of(job(weird=float("nan"))).field == "jobParams.weird"
 
 
 def test_job_survives_pickle_and_deepcopy() -> None:
