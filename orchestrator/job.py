@@ -389,7 +389,7 @@ def _loads(text: str, field: str) -> tuple[bool, Any]:
         raise JobError(field, f"JSON nests deeper than {MAX_NESTING} levels (value not shown)") from None
     except ValueError:
         return False, None
-    _check_tree(decoded, field)
+    _check_tree(decoded, field, name_depth=1)
     return True, decoded
 
 
@@ -413,30 +413,33 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-def _check_tree(root: object, field: str) -> None:
+def _check_tree(root: object, field: str, *, name_depth: int = 2) -> None:
     """Refuse what later steps cannot carry: deep nesting, lone surrogates, non-JSON values.
 
     Iterative (a deep input must not exhaust Python's recursion while it is being checked); the
     error names the path of the offending value (``jobParams.inFiles[3]``) and never shows a value
-    under ``secrets``.
+    under ``secrets``. Too deep a value is named by its path down to ``name_depth`` levels (the
+    job field or the secrets entry), not by a path as long as its nesting.
     """
-    stack: list[tuple[object, str, int]] = [(root, field, 1)]
+    stack: list[tuple[object, str, int, str]] = [(root, field, 1, field)]
     while stack:
-        node, path, depth = stack.pop()
+        node, path, depth, named = stack.pop()
+        if depth <= name_depth:
+            named = path
         if isinstance(node, Mapping):
             if depth > MAX_NESTING:
-                raise JobError(path, f"nests deeper than {MAX_NESTING} levels")
+                raise JobError(named, f"nests deeper than {MAX_NESTING} levels")
             for key, value in node.items():
                 if not isinstance(key, str):
                     raise JobError(path, f"keys must be strings, got a {type(key).__name__}")
                 if _has_surrogate(key):
                     raise JobError(path, "a key holds a lone surrogate (not valid Unicode)")
                 child = f"{path}.{key}" if re.fullmatch(r"[A-Za-z0-9_-]{1,40}", key) else f"{path}[...]"
-                stack.append((value, child, depth + 1))
+                stack.append((value, child, depth + 1, named))
         elif isinstance(node, list | tuple):
             if depth > MAX_NESTING:
-                raise JobError(path, f"nests deeper than {MAX_NESTING} levels")
-            stack.extend((value, f"{path}[{index}]", depth + 1) for index, value in enumerate(node))
+                raise JobError(named, f"nests deeper than {MAX_NESTING} levels")
+            stack.extend((value, f"{path}[{index}]", depth + 1, named) for index, value in enumerate(node))
         elif isinstance(node, str):
             if _has_surrogate(node):
                 raise JobError(path, "holds a lone surrogate (not valid Unicode)")
