@@ -153,8 +153,27 @@ class Recorder:
             t.join(timeout=10)
 
 
+EPHEMERAL_STORAGE = "1Ti"
+
+
+def ensure_nodes_have_ephemeral_storage(cluster: KubeCluster) -> None:
+    """Every container of the chart requests ephemeral storage; kwok's default node template has
+    none, and a node without it can schedule no such pod. Give each simulated node some, as a
+    real node's kubelet reports it (idempotent; the cluster script's nodes should have it)."""
+    patch = json.dumps(
+        {"status": {"capacity": {"ephemeral-storage": EPHEMERAL_STORAGE},
+                    "allocatable": {"ephemeral-storage": EPHEMERAL_STORAGE}}}
+    )  # fmt: skip
+    for node in cluster.core.list_node().items:
+        if "ephemeral-storage" not in (node.status.allocatable or {}):
+            cluster.kubectl_run(
+                "patch", "node", node.metadata.name, "--subresource=status", "--type=merge", "-p", patch
+            )
+
+
 @pytest.fixture
 def queue_ns(kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str]) -> str:
+    ensure_nodes_have_ephemeral_storage(kube_cluster)
     prepare_namespace(kube_cluster, namespace, shared_pv)
     return namespace
 
@@ -243,6 +262,7 @@ def test_chart_made_claim_goes_with_the_release(
     kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str], tmp_path: Path
 ) -> None:
     release = "dask-7200"
+    ensure_nodes_have_ephemeral_storage(kube_cluster)
     shared_pv(f"{release}-shared")
     kube_cluster.kubectl_run(
         "create",
@@ -272,6 +292,7 @@ def test_chart_made_claim_goes_with_the_release(
     assert pvc["status"]["phase"] == "Bound"
     uninstall = helm(kube_cluster, "helm", "uninstall", release, "-n", namespace, "--timeout", "90s")
     assert uninstall.returncode == 0, uninstall.stderr
+    kube_cluster.kubectl_run("delete", "secret", f"{release}-secret", "-n", namespace)
     kube_cluster.wait_for(
         "nothing labelled left",
         lambda: labelled(kube_cluster, namespace, release) == [],
@@ -320,6 +341,7 @@ def test_failing_pre_delete_hook_and_its_recovery(
     kube_cluster.kubectl_run(
         "delete", "jobs,pods", "-n", queue_ns, "-l", f"app.kubernetes.io/instance={release}", "--wait=false"
     )
+    kube_cluster.kubectl_run("delete", "secret", f"{release}-secret", "-n", queue_ns)
     kube_cluster.wait_for(
         "nothing labelled left",
         lambda: labelled(kube_cluster, queue_ns, release) == [],
