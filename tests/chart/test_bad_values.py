@@ -50,16 +50,6 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("chart-made-secret", with_value(BATCH, "secrets.create", True), "create", RELEASE),
     (
-        "pilot-lifetime-too-short",
-        with_value(
-            BATCH,
-            "timeouts",
-            {"lifetimeSeconds": 1500, "gateSeconds": 300, "startupSeconds": 100, "leaseSeconds": 100},
-        ),
-        "timeouts",
-        RELEASE,
-    ),
-    (
         "no-ephemeral-storage-limit",
         # null deletes the chart default's key (Helm's merge)
         with_value(BATCH, "pilot.resources.limits", {"ephemeral-storage": None}),

@@ -241,13 +241,8 @@ def test_pilot_lifetime_leaves_room_for_pulls_gates_and_its_end(
     values = yaml.safe_load((CHART / "values.yaml").read_text())["timeouts"]
     values.update(yaml.safe_load((VALUES_DIR / queue_file).read_text()).get("timeouts", {}))
     lifetime = int(env_of(container)["PILOT_LIFETIME"])
-    expected = (
-        values["lifetimeSeconds"]
-        - values["pullSeconds"]
-        - 2 * values["gateSeconds"]
-        - values["pilotEndSeconds"]
-    )
-    assert lifetime == expected
+    reserve = values["pullSeconds"] + 2 * values["gateSeconds"] + values["pilotEndSeconds"]
+    assert lifetime == max(values["lifetimeSeconds"] - reserve, values["lifetimeSeconds"] // 2)
     assert lifetime < spec["activeDeadlineSeconds"]
     assert spec["terminationGracePeriodSeconds"] == values["pilotEndSeconds"] >= 300
 
@@ -491,3 +486,11 @@ def test_report_validated_count() -> None:
     assert CHART.exists()
     if VALIDATED:
         assert set(VALIDATED) == set(KUBE_VERSIONS)
+
+
+@pytest.mark.parametrize(("lifetime", "pilot"), [(30, 15), (600, 300), (86400, 84300)])
+def test_a_short_session_still_gives_its_pilot_a_lifetime(helm_bin: Path, lifetime: int, pilot: int) -> None:
+    timeouts = {"lifetimeSeconds": lifetime, "startupSeconds": 10, "leaseSeconds": 30}
+    rendered = render(helm_bin, [job_values("batch", timeouts=timeouts)], [VALUES_DIR / "GOOGLE_DASK.yaml"])
+    (container,) = rendered.named("Pod", f"{RELEASE}-pilot")["spec"]["containers"]
+    assert env_of(container)["PILOT_LIFETIME"] == str(pilot)

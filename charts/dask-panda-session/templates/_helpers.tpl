@@ -309,11 +309,13 @@ private directory, and checks it against job.definitionSha256 before the pilot m
 
 {{/*
 The pilot's --lifetime: the pod's deadline counts from pod start, so the pilot gets the lifetime
-minus image pulls, both start gates and a graceful end (final update, log stage-out).
+minus image pulls, both start gates and a graceful end (final update, log stage-out); a session
+too short for that reserve (tests, demos) gives the pilot half its lifetime.
 */}}
 {{- define "dps.pilotLifetime" -}}
 {{- $t := .Values.timeouts -}}
-{{- sub (int $t.lifetimeSeconds) (add (int $t.pullSeconds) (mul 2 (int $t.gateSeconds)) (int $t.pilotEndSeconds)) -}}
+{{- $left := sub (int $t.lifetimeSeconds) (add (int $t.pullSeconds) (mul 2 (int $t.gateSeconds)) (int $t.pilotEndSeconds)) -}}
+{{- max $left (div (int $t.lifetimeSeconds) 2) -}}
 {{- end -}}
 
 {{/* Peers of this release only: pods with its instance label and one of the given components. */}}

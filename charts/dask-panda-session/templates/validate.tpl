@@ -19,9 +19,7 @@ offending value and says how to fix it. Included from NOTES-independent template
 {{- if not (regexMatch "^[0-9a-f]{64}$" (toString $v.job.definitionSha256)) -}}
 {{- fail "job.definitionSha256: required, the sha256 (hex) of the Secret's pandaJobData.out (sha256sum pandaJobData.out)" -}}
 {{- end -}}
-{{- if lt (int (include "dps.pilotLifetime" .)) 60 -}}
-{{- fail (printf "timeouts: the pilot's lifetime (lifetimeSeconds - pullSeconds - 2 * gateSeconds - pilotEndSeconds) is %s s; it must be at least 60 s" (include "dps.pilotLifetime" .)) -}}
-{{- end -}}
+
 {{- if and $v.sharedVolume.existingClaim $v.sharedVolume.create.enabled -}}
 {{- fail "sharedVolume: set either existingClaim or create.enabled, not both" -}}
 {{- end -}}
