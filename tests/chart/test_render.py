@@ -13,6 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from orchestrator.job import parse_job
+from orchestrator.values import load_queue, render_values
 from tests.chart.conftest import (
     MODES,
     NAMESPACE,
@@ -494,3 +496,32 @@ def test_a_short_session_still_gives_its_pilot_a_lifetime(helm_bin: Path, lifeti
     rendered = render(helm_bin, [job_values("batch", timeouts=timeouts)], [VALUES_DIR / "GOOGLE_DASK.yaml"])
     (container,) = rendered.named("Pod", f"{RELEASE}-pilot")["spec"]["containers"]
     assert env_of(container)["PILOT_LIFETIME"] == str(pilot)
+
+
+@pytest.mark.parametrize(
+    "jupyterlab",
+    [
+        {},
+        {"service": {"type": "LoadBalancer", "loadBalancerIP": "10.9.8.7", "port": 8080,
+                     "loadBalancerSourceRanges": ["10.0.0.0/8"]}},
+        {"ingress": {"enabled": True, "host": "jupyter.example.org", "path": "/s/", "tlsSecretName": "tls"}},
+    ],
+    ids=["service-dns", "loadbalancer-ip", "ingress-tls"],
+)  # fmt: skip
+def test_the_definitions_addresses_are_the_charts(helm_bin: Path, jupyterlab: dict[str, Any]) -> None:
+    """The orchestrator writes scheduler_ip/session_ip into the definition in Python; the chart
+    renders the same addresses into the pods' annotations. They must never drift apart."""
+    queue = load_queue("GOOGLE_DASK")
+    params = {**job_with_input_files(1, pandaid=int(PANDA_ID)), "daskMode": "interactive"}
+    params["secrets"] = {"password": "a-long-enough-password"}
+    rendered_values = render_values(
+        parse_job(params, queue_limits=queue.limits),
+        queue,
+        namespace=NAMESPACE,
+        overrides={"jupyterlab": jupyterlab},
+    )
+    definition = json.loads(rendered_values.secret.reveal()["pandaJobData.out"])[PANDA_ID]
+    rendered = render(helm_bin, [dict(rendered_values.values)], [VALUES_DIR / "GOOGLE_DASK.yaml"])
+    annotations = rendered.named("Pod", f"{RELEASE}-scheduler")["metadata"]["annotations"]
+    assert definition["scheduler_ip"] == annotations["dask-panda-session/scheduler-address"]
+    assert definition["session_ip"] == annotations["dask-panda-session/jupyter-url"]
