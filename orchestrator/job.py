@@ -23,8 +23,7 @@ parameters; they win over everything else):
 ``daskWorkers``
     the number of dask workers wanted (an integer, or a string holding one).
 
-Mode and worker count, first match wins, each decided on its own (DESIGN.md "Mode and worker
-count"):
+Mode and worker count, first match wins, each decided on its own:
 
 1. the reserved job fields above;
 2. the user's secrets entry named ``dask`` holding JSON such as
@@ -120,7 +119,7 @@ PASSWORD_MAX: Final = 256
 
 # Job fields the orchestrator writes into the pilot's job definition itself; a job that brings
 # its own would redirect the pilot (and `scheduler_ip` in batch mode triggers the pilot bug that
-# runs the payload twice, original-system.md 3.2 #16).
+# runs the payload twice: its payload command already ends with ';' when the address is added).
 _ORCHESTRATOR_FIELDS: Final = ("scheduler_ip", "session_ip")
 _NULLS: Final = frozenset({"NULL", ""})
 _INT_RE: Final = re.compile(r"\s*[+-]?[0-9]{1,30}\s*")
