@@ -23,8 +23,7 @@ parameters; they win over everything else):
 ``daskWorkers``
     the number of dask workers wanted (an integer, or a string holding one).
 
-Mode and worker count, first match wins, each decided on its own (DESIGN.md "Mode and worker
-count"):
+Mode and worker count, first match wins, each decided on its own:
 
 1. the reserved job fields above;
 2. the user's secrets entry named ``dask`` holding JSON such as
@@ -44,6 +43,13 @@ an entry named ``jupyter`` (same), else the first entry whose JSON holds ``usern
 (as the original read it). An interactive job without a password is rejected: unlike the
 original (which fell back to the well-known ``user``), there is NO default password. A secret
 value never appears in a message, a repr or a log line: :class:`SecretStr` redacts itself.
+
+Bounds (every input path: a file, a bare dict, a Harvester JobSpec): the job definition as the
+pilot gets it (``{PandaID: jobParams}`` without ``secrets``, UTF-8 JSON) is at most
+:data:`MAX_DEFINITION_BYTES` (768 KiB: it travels in the per-job Secret, whose data Kubernetes caps
+at 1 MiB); JSON nests at most :data:`MAX_NESTING` levels (the job, the secrets, and JSON held in a
+secrets string); every string is valid Unicode (no lone surrogates). Numbers are kept exactly:
+Python ints of any size stay ints, never floats.
 
 This module is pure: it reads a file at most (:func:`load_job_file`), never runs helm and never
 talks to the cluster, and it never mutates the caller's job (the original deleted ``secrets``
@@ -67,7 +73,9 @@ from orchestrator.errors import InputError
 
 __all__ = [
     "DASK_SECRET",
+    "MAX_DEFINITION_BYTES",
     "MAX_JOB_FILE_BYTES",
+    "MAX_NESTING",
     "MODE_FIELD",
     "WORKERS_FIELD",
     "JobError",
@@ -75,6 +83,7 @@ __all__ = [
     "PandaJob",
     "QueueLimits",
     "SecretStr",
+    "definition_bytes",
     "load_job_file",
     "parse_job",
     "parse_release_name",
@@ -89,7 +98,14 @@ DASK_SECRET: Final = "dask"  # noqa: S105 - an entry name, not a password
 """Name of the user's secrets entry that may hold ``{"mode": ..., "workers": ...}``."""
 
 MAX_JOB_FILE_BYTES: Final = 1024 * 1024
-"""A PanDA job is a few kB; anything above 1 MiB is a mistake (or an attack), not a job."""
+"""A job file (definition plus secrets) above 1 MiB cannot fit the per-job Secret: refused unread."""
+MAX_DEFINITION_BYTES: Final = 768 * 1024
+"""The job definition (``pandaJobData.out`` bytes) travels in the per-job Secret, whose data
+Kubernetes caps at 1 MiB; 768 KiB leaves room for the password, the session addresses and
+Kubernetes' own overhead. About 1,400 input files at ~560 bytes of per-file fields each."""
+MAX_NESTING: Final = 32
+"""JSON nesting bound of a job, its secrets and JSON inside a secrets string. A PanDA job nests
+3 levels; the bound keeps every later step (copy, json, YAML, helm) far from recursion limits."""
 MAX_ID: Final = 10**15
 """PandaIDs are ~10**10 today; the bound keeps release names short and labels sane."""
 MAX_ATTEMPT: Final = 999
@@ -103,7 +119,8 @@ PASSWORD_MAX: Final = 256
 
 # Job fields the orchestrator writes into the pilot's job definition itself; a job that brings
 # its own would redirect the pilot (and `scheduler_ip` in batch mode triggers the pilot bug that
-# runs the payload twice: https://github.com/PanDAWMS/pilot3 pilot/user/atlas/common.py).
+# runs the payload twice: its payload command already ends with ';' when the address is added,
+# see https://github.com/PanDAWMS/pilot3 pilot/user/atlas/common.py).
 _ORCHESTRATOR_FIELDS: Final = ("scheduler_ip", "session_ip")
 _NULLS: Final = frozenset({"NULL", ""})
 _INT_RE: Final = re.compile(r"\s*[+-]?[0-9]{1,30}\s*")
@@ -271,6 +288,24 @@ class PandaJob:
         """A fresh ``pandaJobData.out`` dict ``{"<PandaID>": definition}`` the caller may modify."""
         return {str(self.pandaid): copy.deepcopy(dict(self.definition))}
 
+    def job_data_bytes(self, extra: Mapping[str, str] | None = None) -> bytes:
+        """The ``pandaJobData.out`` file the pilot reads, plus ``extra`` fields (the session addresses).
+
+        UTF-8 JSON with every character as itself and every number exact (see
+        :func:`definition_bytes`).
+        """
+        return definition_bytes(self.pandaid, {**self.definition, **(extra or {})})
+
+
+def definition_bytes(pandaid: int, definition: Mapping[str, Any]) -> bytes:
+    """``{"<PandaID>": definition}`` as compact UTF-8 JSON: non-ASCII characters written as
+    themselves (``ensure_ascii=False``, so a character outside the Basic Multilingual Plane is
+    never split into surrogate escapes) and Python ints exact, whatever their size."""
+    text = json.dumps(
+        {str(pandaid): dict(definition)}, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    )
+    return text.encode("utf-8")
+
 
 def _restore_job(values: dict[str, Any]) -> PandaJob:
     return PandaJob(**values)
@@ -343,23 +378,76 @@ def _optional_text(params: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _loads(text: str) -> tuple[bool, Any]:
-    """``json.loads`` that drops the exception: a JSONDecodeError keeps the whole (secret) text."""
+def _loads(text: str, field: str) -> tuple[bool, Any]:
+    """``json.loads`` that drops the exception: a JSONDecodeError keeps the whole (secret) text.
+
+    What it decodes is checked like the job itself (:func:`_check_tree`): nesting, Unicode.
+    """
     try:
-        return True, json.loads(text)
+        decoded = json.loads(text)
+    except RecursionError:
+        raise JobError(field, f"JSON nests deeper than {MAX_NESTING} levels (value not shown)") from None
     except ValueError:
         return False, None
+    _check_tree(decoded, field, name_depth=1)
+    return True, decoded
 
 
-def _json_object(value: object) -> Mapping[str, Any] | None:
+def _json_object(value: object, field: str) -> Mapping[str, Any] | None:
     """A secrets entry as an object: a mapping as is, a string holding a JSON object decoded."""
     if isinstance(value, Mapping):
         return value
     if isinstance(value, str):
-        ok, decoded = _loads(value)
+        ok, decoded = _loads(value, field)
         if ok and isinstance(decoded, dict):
             return decoded
     return None
+
+
+def _has_surrogate(text: str) -> bool:
+    """A lone surrogate (from a JSON escape like ``\\ud800``) cannot be written as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_tree(root: object, field: str, *, name_depth: int = 2) -> None:
+    """Refuse what later steps cannot carry: deep nesting, lone surrogates, non-JSON values.
+
+    Iterative (a deep input must not exhaust Python's recursion while it is being checked); the
+    error names the path of the offending value (``jobParams.inFiles[3]``) and never shows a value
+    under ``secrets``. Too deep a value is named by its path down to ``name_depth`` levels (the
+    job field or the secrets entry), not by a path as long as its nesting.
+    """
+    stack: list[tuple[object, str, int, str]] = [(root, field, 1, field)]
+    while stack:
+        node, path, depth, named = stack.pop()
+        if depth <= name_depth:
+            named = path
+        if isinstance(node, Mapping):
+            if depth > MAX_NESTING:
+                raise JobError(named, f"nests deeper than {MAX_NESTING} levels")
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    raise JobError(path, f"keys must be strings, got a {type(key).__name__}")
+                if _has_surrogate(key):
+                    raise JobError(path, "a key holds a lone surrogate (not valid Unicode)")
+                child = f"{path}.{key}" if re.fullmatch(r"[A-Za-z0-9_-]{1,40}", key) else f"{path}[...]"
+                stack.append((value, child, depth + 1, named))
+        elif isinstance(node, list | tuple):
+            if depth > MAX_NESTING:
+                raise JobError(named, f"nests deeper than {MAX_NESTING} levels")
+            stack.extend((value, f"{path}[{index}]", depth + 1, named) for index, value in enumerate(node))
+        elif isinstance(node, str):
+            if _has_surrogate(node):
+                raise JobError(path, "holds a lone surrogate (not valid Unicode)")
+        elif isinstance(node, float):
+            if node != node or node in (float("inf"), float("-inf")):
+                raise JobError(path, "must be a finite number")
+        elif node is not None and not isinstance(node, bool | int):
+            raise JobError(path, f"must be JSON data, got a {type(node).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,7 +504,7 @@ def _secrets(params: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     decoded: object = raw
     if isinstance(raw, str):
-        ok, decoded = _loads(raw)
+        ok, decoded = _loads(raw, "secrets")
         if not ok:
             raise JobError("secrets", "is a string but not valid JSON (value not shown)")
     if not isinstance(decoded, Mapping):
@@ -436,7 +524,7 @@ def _secrets(params: Mapping[str, Any]) -> dict[str, Any] | None:
 def _dask_entry(secrets: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if not secrets or DASK_SECRET not in secrets:
         return None
-    entry = _json_object(secrets[DASK_SECRET])
+    entry = _json_object(secrets[DASK_SECRET], f"secrets.{DASK_SECRET}")
     if entry is None:
         raise JobError(
             f"secrets.{DASK_SECRET}",
@@ -508,7 +596,7 @@ def _choose_workers(
 
 def _password_in(name: str, value: object, *, plain_allowed: bool) -> tuple[str, object] | None:
     """(field path, password value) held by one secrets entry, or None if it holds none."""
-    entry = _json_object(value)
+    entry = _json_object(value, _label(name))
     if entry is not None:
         if "password" in entry:
             return f"{_label(name)}.password", entry["password"]
@@ -602,6 +690,10 @@ def parse_job(
     """
     limits = queue_limits if queue_limits is not None else QueueLimits()
     pandaid, params, spec = _unwrap(data)
+    # before anything copies or serialises it: nesting, Unicode, JSON types (secrets included)
+    _check_tree({k: v for k, v in params.items() if k != "secrets"}, "jobParams")
+    if isinstance(params.get("secrets"), Mapping | list):
+        _check_tree(params["secrets"], "secrets")
 
     taskid_raw = _field(params, spec, "taskID")
     taskid = None if _is_null(taskid_raw) else _identity("taskID", taskid_raw)
@@ -636,8 +728,15 @@ def parse_job(
         definition["PandaID"] = pandaid
     try:
         definition = json.loads(json.dumps(definition, allow_nan=False))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise JobError("jobParams", f"must be JSON-serialisable ({type(exc).__name__})") from None
+    size = len(definition_bytes(pandaid, definition))
+    if size > MAX_DEFINITION_BYTES:
+        raise JobError(
+            "jobParams",
+            f"the job definition is {size} bytes, above the limit of {MAX_DEFINITION_BYTES} bytes "
+            f"({MAX_DEFINITION_BYTES // 1024} KiB; it travels in a Kubernetes Secret, capped at 1 MiB)",
+        )
 
     return PandaJob(
         pandaid=pandaid,
@@ -682,7 +781,9 @@ def load_job_file(path_or_dash: str, *, max_bytes: int = MAX_JOB_FILE_BYTES) -> 
     except OSError as exc:
         raise JobError("", f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
     if len(data) > max_bytes:
-        raise JobError("", f"{where} is larger than {max_bytes} bytes; a PanDA job is a few kB")
+        raise JobError(
+            "", f"{where} is larger than the limit of {max_bytes} bytes (read {len(data)} bytes and stopped)"
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -692,6 +793,10 @@ def load_job_file(path_or_dash: str, *, max_bytes: int = MAX_JOB_FILE_BYTES) -> 
         decoded = json.loads(text)
     except json.JSONDecodeError as exc:
         problem = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        problem = f"it nests deeper than {MAX_NESTING} levels"
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        problem = str(exc).split(":")[0]
     if problem is not None:
         raise JobError("", f"{where} is not valid JSON: {problem}")
     if not isinstance(decoded, dict):

@@ -10,11 +10,20 @@ message naming the field.
 
 Secrets never enter the values: the JupyterLab password goes into `SecretData`, which the service
 writes to a Kubernetes Secret that the values only name (`secrets.existingSecret`).
+
+Nor does the job definition: it can be most of a megabyte (about 560 bytes per input file), and a
+Helm value ends up twice in the release record and, as an env var, over exec's 128 KiB limit for
+one string. It goes into the same per-job Secret under `pandaJobData.out` (the exact file the pilot
+reads); the values carry only its sha256 (`job.definitionSha256`), which the prepare hook and the
+pilot's gate check. In interactive mode the definition carries the session's addresses
+(`scheduler_ip`, `session_ip`, computed here exactly as the chart names its Services); in batch mode
+they stay out, because the pilot runs the payload twice when `scheduler_ip` is set.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -26,28 +35,38 @@ from typing import Any, Final
 import jsonschema
 import yaml
 from jinja2 import StrictUndefined, TemplateError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from orchestrator.errors import InputError
-from orchestrator.job import Mode, PandaJob, QueueLimits, SecretStr
+from orchestrator.job import MAX_DEFINITION_BYTES, Mode, PandaJob, QueueLimits, SecretStr
 
 __all__ = [
     "CHART_DIR",
+    "DEFINITION_KEY",
+    "MAX_SECRET_BYTES",
     "PASSWORD_KEY",
     "VALUES_DIR",
     "QueueConfig",
     "RenderedValues",
     "SecretData",
     "ValuesError",
+    "definition_checksum",
+    "job_directory",
     "load_queue",
     "render_values",
     "secret_name",
+    "session_addresses",
 ]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 CHART_DIR: Final = ROOT / "charts" / "dask-panda-session"
 VALUES_DIR: Final = ROOT / "values"
 PASSWORD_KEY: Final = "jupyter-password"  # noqa: S105 - the key's name in the Secret, not a password
+DEFINITION_KEY: Final = "pandaJobData.out"
+"""Key of the job definition in the per-job Secret; also the file name the pilot looks for."""
+MAX_SECRET_BYTES: Final = 1024 * 1024 - 64 * 1024
+"""Kubernetes refuses Secret data above 1 MiB; keep 64 KiB for metadata and other keys' growth."""
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -72,6 +91,10 @@ class SecretData:
     def __init__(self, data: Mapping[str, SecretStr]) -> None:
         self._data = dict(data)
 
+    def size(self) -> int:
+        """Bytes of all values as UTF-8 (what counts against Kubernetes' 1 MiB limit)."""
+        return sum(len(value.get().encode("utf-8")) for value in self._data.values())
+
     def __repr__(self) -> str:
         return f"SecretData(keys={sorted(self._data)})"
 
@@ -88,7 +111,9 @@ class SecretData:
         return {k: v.get() for k, v in self._data.items()}
 
     def values_to_scrub(self) -> list[str]:
-        return [v.get() for v in self._data.values()]
+        """The values that must never be shown; the job definition is not a secret (no scrubbing
+        of helm output against hundreds of kB), it only shares the Secret."""
+        return [v.get() for k, v in self._data.items() if k != DEFINITION_KEY]
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,49 @@ class RenderedValues:
 def secret_name(release: str) -> str:
     """The per-job Secret's name; derived, so a sweep finds it without any stored state."""
     return f"{release}-secret"
+
+
+def job_directory(pandaid: int, attempt: int) -> str:
+    """The job's directory under `sharedVolume.jobsDirectory`: one per release (PandaID and attempt).
+
+    Two attempts of one PandaID never share a directory, so the late cleanup of one cannot remove
+    the other's live files. The chart builds the same name (`dps.jobDirName`).
+    """
+    return f"{pandaid}-{attempt}"
+
+
+def definition_checksum(data: bytes) -> str:
+    """sha256 (hex) of the definition's bytes: the chart's `job.definitionSha256`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _get(values: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = values
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def session_addresses(values: Mapping[str, Any], release: str, namespace: str) -> dict[str, str]:
+    """`scheduler_ip` and `session_ip` of an interactive session, as the chart names its objects.
+
+    `values` are the effective values (chart defaults merged in). The scheduler is reached through
+    its Service's DNS name; the JupyterLab URL is the Ingress host, a static LoadBalancer address or
+    the Service's DNS name (the chart's `dps.jupyterUrl`, which renders the same string into the
+    pods' annotations).
+    """
+    domain = _get(values, "clusterDomain")
+    scheduler = f"tcp://{release}-scheduler.{namespace}.svc.{domain}:{int(_get(values, 'scheduler.port'))}"
+    jupyter = _get(values, "jupyterlab") or {}
+    ingress, service = jupyter.get("ingress") or {}, jupyter.get("service") or {}
+    if ingress.get("enabled"):
+        scheme = "https" if ingress.get("tlsSecretName") else "http"
+        url = f"{scheme}://{ingress.get('host')}{ingress.get('path')}"
+    elif service.get("type") == "LoadBalancer" and service.get("loadBalancerIP"):
+        url = f"http://{service['loadBalancerIP']}:{int(service.get('port') or 80)}/"
+    else:
+        url = f"http://{release}-jupyterlab.{namespace}.svc.{domain}:{int(service.get('port') or 80)}/"
+    return {"scheduler_ip": scheduler, "session_ip": url}
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,6 +290,58 @@ def _template_context(job: PandaJob, release: str, namespace: str, queue: str) -
     }
 
 
+_MAX_TEMPLATE_RESULT = 64 * 1024
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox plus bounds on `**` and `*`: `{{ job.pandaid ** 10 ** 9 }}` or `'x' * 10 ** 12`
+    in a queue file would otherwise hang or exhaust the orchestrator instead of failing."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        too_large = (
+            operator == "**"
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and max(abs(left), 2).bit_length() * right > 8 * _MAX_TEMPLATE_RESULT
+        ) or (
+            operator == "*"
+            and any(
+                isinstance(seq, str | list | tuple) and isinstance(times, int)
+                and len(seq) * times > _MAX_TEMPLATE_RESULT
+                for seq, times in ((left, right), (right, left))
+            )
+        )  # fmt: skip
+        if too_large:
+            raise SecurityError(f"{operator}: the result would be too large")
+        return super().call_binop(context, operator, left, right)
+
+
+_JOB_NAMES = re.compile(r"\bjob\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)|\bjob\s*\[\s*['\"]([A-Za-z_0-9]+)['\"]")
+
+
+def _template_failure(path: str, node: str, context: Mapping[str, Any], err: BaseException) -> ValuesError:
+    """One message naming the values key, the template and the job fields it read, with their values.
+
+    Why: a template that works for most jobs fails for the one whose field is `NULL` (None) or odd;
+    the site admin needs to see which field of which job broke it, not a TypeError traceback.
+    """
+    job = context.get("job") or {}
+    used = []
+    for match in _JOB_NAMES.finditer(node):
+        name = match.group(1) or match.group(2)
+        shown = repr(job[name]) if name in job else "undefined"
+        if len(shown) > 48:
+            shown = shown[:45] + "..."
+        used.append(f"job.{name}={shown}")
+    fields = f" (job fields: {', '.join(dict.fromkeys(used))})" if used else ""
+    reason = str(err).splitlines()[0][:200] if str(err) else ""
+    return ValuesError(
+        f"{path}: template {node!r} failed for this job{fields}: {type(err).__name__}: {reason}"
+    )
+
+
 def _render_templates(node: Any, env: SandboxedEnvironment, context: Mapping[str, Any], path: str) -> Any:
     """Render every string holding `{{`/`{%` as a jinja2 template of the job's fields."""
     if isinstance(node, Mapping):
@@ -233,8 +353,11 @@ def _render_templates(node: Any, env: SandboxedEnvironment, context: Mapping[str
     if isinstance(node, str) and ("{{" in node or "{%" in node):
         try:
             return env.from_string(node).render(context)
-        except TemplateError as err:
-            raise ValuesError(f"{path}: template {node!r} failed: {err}") from None
+        # a template is admin input: whatever it raises on a job's odd field is a refusal that
+        # names the key and the field, never a traceback (None + 1, int('NULL'), 10 ** 10 ** 10, ...)
+        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError,
+                RecursionError, MemoryError) as err:  # fmt: skip
+            raise _template_failure(path, node, context, err) from None
     return node
 
 
@@ -261,19 +384,20 @@ def validate_values(values: Mapping[str, Any]) -> None:
 
 
 def job_values(job: PandaJob, release: str) -> dict[str, Any]:
-    """The per-job layer: identity, mode, worker count, the job definition, the Secret's name."""
-    values: dict[str, Any] = {
+    """The per-job layer: identity, mode, worker count, the Secret's name (never the definition).
+
+    `job.definitionSha256` is added by :func:`render_values` once the definition's bytes are known.
+    """
+    return {
         "job": {
             "pandaId": str(job.pandaid),
+            "attempt": job.attempt,
             "harvesterWorkerId": "" if job.harvester_worker_id is None else str(job.harvester_worker_id),
             "mode": str(job.mode),
-            "definition": dict(job.job_data()[str(job.pandaid)]),
         },
         "workers": {"replicas": job.workers},
+        "secrets": {"existingSecret": secret_name(release)},
     }
-    if job.interactive:
-        values["secrets"] = {"existingSecret": secret_name(release), "create": False, "jupyterPassword": ""}
-    return values
 
 
 def render_values(
@@ -287,7 +411,7 @@ def render_values(
     if not _NAMESPACE.match(namespace):
         raise ValuesError(f"namespace {namespace!r}: must be a DNS-1123 label")
     release = job.release
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = _BoundedEnvironment(undefined=StrictUndefined, autoescape=False)
     context = _template_context(job, release, namespace, queue.name)
     queue_values = _render_templates(dict(queue.values), env, context, "")
     values = deep_merge(queue_values, job_values(job, release))
@@ -295,13 +419,29 @@ def render_values(
         values = deep_merge(values, overrides)
     if job.interactive and job.password is None:
         raise ValuesError("secrets: an interactive job needs a JupyterLab password")
-    validate_values(deep_merge(chart_defaults(), values))
-    secret = SecretData({PASSWORD_KEY: job.password} if job.interactive and job.password else {})
+    effective = deep_merge(chart_defaults(), values)
+    validate_values(effective)
+    addresses = session_addresses(effective, release, namespace) if job.interactive else {}
+    definition = job.job_data_bytes(addresses)
+    if len(definition) > MAX_DEFINITION_BYTES + 4096:
+        raise ValuesError(
+            f"job definition: {len(definition)} bytes with the session addresses, above the limit of "
+            f"{MAX_DEFINITION_BYTES} bytes"
+        )
+    values["job"]["definitionSha256"] = definition_checksum(definition)
+    data = {DEFINITION_KEY: SecretStr(definition.decode("utf-8"))}
+    if job.interactive and job.password:
+        data[PASSWORD_KEY] = job.password
+    secret = SecretData(data)
+    if secret.size() > MAX_SECRET_BYTES:
+        raise ValuesError(
+            f"per-job Secret: {secret.size()} bytes, above the limit of {MAX_SECRET_BYTES} bytes"
+        )
     return RenderedValues(
         release=release,
         namespace=namespace,
         values=values,
-        secret_name=secret_name(release) if secret else None,
+        secret_name=secret_name(release),
         secret=secret,
         adjustments=job.adjustments,
     )

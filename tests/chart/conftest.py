@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import tempfile
@@ -47,20 +48,28 @@ class Rendered:
                 yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
 
 
+def definition_file(mode: str) -> bytes:
+    """A pandaJobData.out as the orchestrator puts it into the per-job Secret (never into values)."""
+    definition = {
+        "PandaID": int(PANDA_ID),
+        "jobName": "user.test.$(rm -rf /) {{ .Values }}",
+        "realDatasets": "user.test.interactive" if mode == "interactive" else "user.test",
+    }
+    return json.dumps({PANDA_ID: definition}, ensure_ascii=False).encode()
+
+
 def job_values(mode: str, **extra: Any) -> dict[str, Any]:
-    """The per-job values the orchestrator supplies (the password stays in an existing Secret)."""
+    """The per-job values the orchestrator supplies: the definition and the password stay in the
+    existing per-job Secret; the values carry its name and the definition's checksum only."""
     values: dict[str, Any] = {
         "job": {
             "pandaId": PANDA_ID,
+            "attempt": 2,
             "harvesterWorkerId": "4242",
             "mode": mode,
-            "definition": {
-                "PandaID": int(PANDA_ID),
-                "jobName": "user.test.$(rm -rf /) {{ .Values }}",
-                "realDatasets": "user.test.interactive" if mode == "interactive" else "user.test",
-            },
+            "definitionSha256": hashlib.sha256(definition_file(mode)).hexdigest(),
         },
-        "secrets": {"existingSecret": f"{RELEASE}-secret", "create": False},
+        "secrets": {"existingSecret": f"{RELEASE}-secret"},
     }
     for key, value in extra.items():
         values[key] = value

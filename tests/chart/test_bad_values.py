@@ -38,7 +38,24 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown-mode", with_value(BATCH, "job.mode", "party"), "job.mode", RELEASE),
     ("pandaid-shell", with_value(BATCH, "job.pandaId", "12; rm -rf /"), "job.pandaId", RELEASE),
     ("pandaid-missing", with_value(BATCH, "job.pandaId", ""), "job.pandaId", RELEASE),
-    ("pandaid-mismatch", with_value(BATCH, "job.definition.PandaID", 7), "job.definition.PandaID", RELEASE),
+    ("definition-as-a-value", with_value(BATCH, "job.definition", {"PandaID": 1}), "definition", RELEASE),
+    ("checksum-missing", with_value(BATCH, "job.definitionSha256", ""), "job.definitionSha256", RELEASE),
+    ("checksum-malformed", with_value(BATCH, "job.definitionSha256", "abc"), "job.definitionSha256", RELEASE),
+    ("attempt-negative", with_value(BATCH, "job.attempt", -1), "job.attempt", RELEASE),
+    (
+        "batch-without-secret",
+        with_value(BATCH, "secrets.existingSecret", ""),
+        "secrets.existingSecret",
+        RELEASE,
+    ),
+    ("chart-made-secret", with_value(BATCH, "secrets.create", True), "create", RELEASE),
+    (
+        "no-ephemeral-storage-limit",
+        # null deletes the chart default's key (Helm's merge)
+        with_value(BATCH, "pilot.resources.limits", {"ephemeral-storage": None}),
+        "ephemeral-storage",
+        RELEASE,
+    ),
     (
         "image-repository-malformed",
         with_value(BATCH, "images.dask.repository", "Bad Image!"),
@@ -108,7 +125,10 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         with_value(
             BATCH,
             "workers.resources",
-            {"requests": {"cpu": "1", "memory": "lots"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+            {
+                "requests": {"cpu": "1", "memory": "lots", "ephemeral-storage": "1Gi"},
+                "limits": {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"},
+            },
         ),
         "workers.resources",
         RELEASE,

@@ -3,6 +3,7 @@ asserted on every render (batch/interactive x each queue values file x Helm 3/4)
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -10,7 +11,10 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
+from orchestrator.job import parse_job
+from orchestrator.values import load_queue, render_values
 from tests.chart.conftest import (
     MODES,
     NAMESPACE,
@@ -21,6 +25,7 @@ from tests.chart.conftest import (
     job_values,
     render,
 )
+from tests.chart.jobs import job_with_input_files
 from tests.conftest import CHART, VALUES_DIR
 
 # The oldest Kubernetes the chart claims (Chart.yaml kubeVersion) and the one we build and test on.
@@ -31,6 +36,7 @@ PILOT_ENV_CONTRACT = {
     "PILOT_LIFETIME",
     "PILOT_LEASETIME",
     "PILOT_WORKDIR",
+    "PILOT_RUN_DIR",
     "PILOT_JOB_LABEL",
     "PILOT_USER",
     "PILOT_PANDA_SERVER",
@@ -52,7 +58,8 @@ PILOT_ARG_CONTRACT = [
     "--leasetime",
 ]
 HOOK_COMPONENTS = {"prepare", "cleanup"}
-SECRET_CANARY = "CANARY-pw-7c1e"
+JOB_DIR = f"{PANDA_ID}-2"  # <PandaID>-<attempt> of job_values()
+PILOT_RUN_DIR = "/home/pilot/run"
 
 VALIDATED: Counter[str] = Counter()
 
@@ -67,11 +74,7 @@ def case(request: pytest.FixtureRequest) -> tuple[str, str]:
 @pytest.fixture
 def rendered(helm_bin: Path, case: tuple[str, str]) -> Rendered:
     queue_file, mode = case
-    values = job_values(mode)
-    values["job"]["definition"]["secrets"] = {
-        "jupyter": json.dumps({"username": "u", "password": SECRET_CANARY})
-    }
-    return render(helm_bin, [values], [VALUES_DIR / queue_file])
+    return render(helm_bin, [job_values(mode)], [VALUES_DIR / queue_file])
 
 
 def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -178,10 +181,8 @@ def test_resources_on_every_container(rendered: Rendered) -> None:
     for name, spec in rendered.pod_specs():
         for c in containers(spec):
             res = c["resources"]
-            assert {"cpu", "memory"} <= set(res["requests"]) and {"cpu", "memory"} <= set(res["limits"]), (
-                name,
-                c,
-            )
+            wanted = {"cpu", "memory", "ephemeral-storage"}
+            assert wanted <= set(res["requests"]) and wanted <= set(res["limits"]), (name, c["name"])
 
 
 def test_no_duplicate_env_names(rendered: Rendered) -> None:
@@ -205,7 +206,11 @@ def test_pilot_contract(rendered: Rendered, case: tuple[str, str]) -> None:
     env = env_of(container)
     assert set(env) >= PILOT_ENV_CONTRACT, PILOT_ENV_CONTRACT - set(env)
     assert env["PILOT_WORKFLOW"] == ("stager" if mode == "interactive" else "generic")
+    # PILOT_WORKDIR: the shared data directory (the stager moves inputs there for JupyterLab);
+    # --workdir and cwd: the pilot's private directory, where its pandaJobData.out is
     assert env["PILOT_WORKDIR"] == "/mnt/dask"
+    assert env["PILOT_RUN_DIR"] == container["workingDir"] == PILOT_RUN_DIR
+    assert args_after(container["args"], "--workdir") == "$(PILOT_RUN_DIR)"
     assert env["PILOT_JOB_LABEL"] == "user" and env["PILOT_USER"] == "atlas"
     assert env["X509_USER_PROXY"].startswith("/")
     args = container["args"]
@@ -225,26 +230,89 @@ def test_pilot_contract(rendered: Rendered, case: tuple[str, str]) -> None:
     assert [c["name"] for c in spec["initContainers"]] == ["wait-for-scheduler", "wait-for-job-definition"]
 
 
-def job_definition(rendered: Rendered) -> dict[str, Any]:
-    prepare = rendered.named("Job", f"{RELEASE}-prepare")
-    (container,) = prepare["spec"]["template"]["spec"]["containers"]
-    return json.loads(env_of(container)["PANDA_JOB_DEFINITION"])  # type: ignore[no-any-return]
+def args_after(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
 
 
-def test_job_definition(rendered: Rendered, case: tuple[str, str]) -> None:
+def test_pilot_lifetime_leaves_room_for_pulls_gates_and_its_end(
+    rendered: Rendered, case: tuple[str, str]
+) -> None:
+    queue_file, _ = case
+    spec = rendered.named("Pod", f"{RELEASE}-pilot")["spec"]
+    (container,) = spec["containers"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["timeouts"]
+    values.update(yaml.safe_load((VALUES_DIR / queue_file).read_text()).get("timeouts", {}))
+    lifetime = int(env_of(container)["PILOT_LIFETIME"])
+    reserve = values["pullSeconds"] + 2 * values["gateSeconds"] + values["pilotEndSeconds"]
+    assert lifetime == max(values["lifetimeSeconds"] - reserve, values["lifetimeSeconds"] // 2)
+    assert lifetime < spec["activeDeadlineSeconds"]
+    assert spec["terminationGracePeriodSeconds"] == values["pilotEndSeconds"] >= 300
+
+
+def test_job_definition_is_nowhere_in_the_manifests(rendered: Rendered, case: tuple[str, str]) -> None:
+    """The definition lives in the per-job Secret; the manifests carry its checksum and the Secret's name."""
     _, mode = case
-    definition = job_definition(rendered)
-    assert list(definition) == [PANDA_ID]
-    job = definition[PANDA_ID]
-    assert job["PandaID"] == int(PANDA_ID)
-    assert "secrets" not in job
-    assert job["jobName"] == "user.test.$(rm -rf /) {{ .Values }}"
-    if mode == "interactive":
-        assert job["scheduler_ip"].startswith(f"tcp://{RELEASE}-scheduler.{NAMESPACE}.svc.")
-        assert job["session_ip"]
-    else:
-        # A pilot bug runs the payload twice when scheduler_ip is set in batch mode.
-        assert "scheduler_ip" not in job and "session_ip" not in job
+    assert "user.test.$(rm -rf /)" not in rendered.stdout
+    assert "PANDA_JOB_DEFINITION" not in rendered.stdout
+    checksum = job_values(mode)["job"]["definitionSha256"]
+    prepare = rendered.named("Job", f"{RELEASE}-prepare")["spec"]["template"]["spec"]
+    (hook,) = prepare["containers"]
+    assert env_of(hook)["JOB_DEFINITION_SHA256"] == checksum
+    (volume,) = [v for v in prepare["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == f"{RELEASE}-secret"
+    assert volume["secret"]["items"] == [{"key": "pandaJobData.out", "path": "pandaJobData.out"}]
+    gate = rendered.named("Pod", f"{RELEASE}-pilot")["spec"]["initContainers"][1]
+    assert env_of(gate)["JOB_DEFINITION_SHA256"] == checksum
+
+
+def test_who_mounts_what(rendered: Rendered) -> None:
+    """The chart README's table: the session shares <job dir>/data only; <job dir>/pilot is the
+    pilot's (its gate reads it read-only); prepare mounts the job's own directory, cleanup the jobs
+    directory; the definition's Secret key reaches prepare only."""
+    seen: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
+    (cleanup,) = rendered.named("Job", f"{RELEASE}-cleanup")["spec"]["template"]["spec"]["containers"]
+    jobs_directory = cleanup["volumeMounts"][0].get("subPath", "")
+    prefix = f"{jobs_directory}/" if jobs_directory else ""
+    for name, spec in rendered.pod_specs():
+        who = name.removeprefix(f"{RELEASE}-")
+        who = "worker" if who.startswith("worker-") else who
+        for c in containers(spec):
+            seen[(who, c["name"])] = sorted(
+                (m["mountPath"], m.get("subPath", "").removeprefix(prefix), bool(m.get("readOnly")))
+                for m in c.get("volumeMounts", [])
+                if m["name"] == "shared"
+            )
+        for v in spec.get("volumes", []):
+            items = v.get("secret", {}).get("items", [])
+            if any(i["key"] == "pandaJobData.out" for i in items):
+                assert who == "prepare", who
+    data = ("/mnt/dask", f"{JOB_DIR}/data", False)
+    assert seen[("prepare", "prepare")] == [("/job", JOB_DIR, False)]
+    assert seen[("cleanup", "cleanup")] == [("/shared", jobs_directory.removeprefix(prefix), False)]
+    assert seen[("pilot", "pilot")] == sorted([data, (PILOT_RUN_DIR, f"{JOB_DIR}/pilot", False)])
+    assert seen[("pilot", "wait-for-job-definition")] == [(PILOT_RUN_DIR, f"{JOB_DIR}/pilot", True)]
+    for (who, container), mounts in seen.items():
+        if who in {"prepare", "cleanup", "pilot"}:
+            continue
+        assert mounts in ([], [data]), (who, container, mounts)
+        if container in {"worker", "scheduler", "jupyterlab"}:
+            assert mounts == [data], (who, container)
+
+
+def test_two_attempts_of_one_job_never_share_a_directory(helm_bin: Path) -> None:
+    paths = []
+    for attempt in (1, 2):
+        values = job_values("batch")
+        values["job"]["attempt"] = attempt
+        rendered = render(
+            helm_bin, [values], [VALUES_DIR / "GOOGLE_DASK.yaml"], release=f"dask-{PANDA_ID}-a{attempt}"
+        )
+        (hook,) = rendered.named("Job", f"dask-{PANDA_ID}-a{attempt}-prepare")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        paths.append(hook["volumeMounts"][0]["subPath"])
+    assert paths[0] != paths[1]
+    assert not paths[0].startswith(paths[1]) and not paths[1].startswith(paths[0])
 
 
 def test_scheduler_reached_by_service_dns(rendered: Rendered) -> None:
@@ -293,8 +361,8 @@ def test_shared_volume_sub_path_per_job(rendered: Rendered) -> None:
         for c in containers(spec):
             for m in c.get("volumeMounts", []):
                 if m["name"] == "shared" and not name.endswith(("-prepare", "-cleanup")):
-                    assert m["subPath"].split("/")[-1] == PANDA_ID, (name, m)
-                    assert m["mountPath"] == "/mnt/dask"
+                    assert m["subPath"].split("/")[-2] == JOB_DIR, (name, m)
+                    assert m["subPath"].split("/")[-1] in {"data", "pilot"}, (name, m)
 
 
 def test_hooks(rendered: Rendered) -> None:
@@ -305,11 +373,12 @@ def test_hooks(rendered: Rendered) -> None:
         policies = set(ann["helm.sh/hook-delete-policy"].split(","))
         assert {"before-hook-creation", "hook-succeeded", "hook-failed"} <= policies
         spec = job["spec"]
-        assert spec["backoffLimit"] <= 1
+        assert spec["backoffLimit"] == (0 if component(job) == "prepare" else 1)
         assert spec["activeDeadlineSeconds"] > 0
         assert "ttlSecondsAfterFinished" not in spec
-        script = spec["template"]["spec"]["containers"][0]["args"][0]
-        assert "*[!0-9]*" in script  # the strict path guard
+        (container,) = spec["template"]["spec"]["containers"]
+        assert "*[!0-9-]*" in container["args"][0]  # the strict path guard
+        assert env_of(container)["JOB_DIR_NAME"] == JOB_DIR
     assert events == {"prepare": "pre-install", "cleanup": "pre-delete"}
     test_pod = rendered.named("Pod", f"{RELEASE}-test")
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
@@ -349,12 +418,11 @@ def test_jupyterlab_password_never_on_command_line(rendered: Rendered, case: tup
     assert secret_volume["secret"]["secretName"] == f"{RELEASE}-secret"
 
 
-def test_no_secret_in_rendered_output(rendered: Rendered) -> None:
-    """With an existing Secret, no password or token appears anywhere (job secrets are dropped)."""
-    assert SECRET_CANARY not in rendered.stdout
+def test_the_chart_never_makes_a_secret(rendered: Rendered) -> None:
+    """Passwords and the definition live in the per-job Secret made before the install, never in
+    the release (whose record Helm keeps, values included)."""
     assert not rendered.of_kind("Secret")
-    for cm in rendered.of_kind("ConfigMap"):
-        assert SECRET_CANARY not in json.dumps(cm)
+    assert not rendered.of_kind("ConfigMap")
 
 
 def test_session_annotations_for_the_monitor(rendered: Rendered, case: tuple[str, str]) -> None:
@@ -368,14 +436,28 @@ def test_session_annotations_for_the_monitor(rendered: Rendered, case: tuple[str
         assert ("dask-panda-session/jupyter-url" in ann) == (mode == "interactive")
 
 
-def test_debug_secret_created_only_on_request(helm_bin: Path) -> None:
-    values = job_values(
-        "interactive", secrets={"existingSecret": "", "create": True, "jupyterPassword": "debugging1"}
-    )
-    rendered = render(helm_bin, [values], [VALUES_DIR / "example.yaml"])
-    (secret,) = rendered.of_kind("Secret")
-    assert secret["metadata"]["name"] == f"{RELEASE}-secret"
-    assert "debugging1" not in rendered.stdout  # base64 in data, never plain
+@pytest.mark.parametrize("files", [1000])
+def test_a_job_with_1000_input_files_renders_small(helm_bin: Path, files: int) -> None:
+    """The definition of a 1,000-file job (over 128 KiB, exec's limit for one env string or argument)
+    never reaches the manifests: every env value and argument stays far below that limit."""
+    params = job_with_input_files(files, pandaid=int(PANDA_ID))
+    definition = json.dumps({PANDA_ID: params}, ensure_ascii=False).encode()
+    assert len(definition) > 128 * 1024
+    values = job_values("interactive")
+    values["job"]["definitionSha256"] = hashlib.sha256(definition).hexdigest()
+    rendered = render(helm_bin, [values], [VALUES_DIR / "GOOGLE_DASK.yaml"])
+    largest = 0
+    for name, spec in rendered.pod_specs():
+        for c in containers(spec):
+            strings = [*c.get("command", []), *c.get("args", [])]
+            strings += [str(e.get("value", "")) for e in c.get("env", [])]
+            for text in strings:
+                largest = max(largest, len(text.encode()))
+                assert len(text.encode()) < 16 * 1024, (name, c["name"], text[:80])
+    assert 0 < largest < 16 * 1024
+    assert "EVNT.153937._000999.pool.root.1" not in rendered.stdout
+    assert values["job"]["definitionSha256"] in rendered.stdout
+    assert len(rendered.stdout) < 256 * 1024
 
 
 def test_chart_created_claim_is_removed_by_helm(helm_bin: Path) -> None:
@@ -406,3 +488,40 @@ def test_report_validated_count() -> None:
     assert CHART.exists()
     if VALIDATED:
         assert set(VALIDATED) == set(KUBE_VERSIONS)
+
+
+@pytest.mark.parametrize(("lifetime", "pilot"), [(30, 15), (600, 300), (86400, 84300)])
+def test_a_short_session_still_gives_its_pilot_a_lifetime(helm_bin: Path, lifetime: int, pilot: int) -> None:
+    timeouts = {"lifetimeSeconds": lifetime, "startupSeconds": 10, "leaseSeconds": 30}
+    rendered = render(helm_bin, [job_values("batch", timeouts=timeouts)], [VALUES_DIR / "GOOGLE_DASK.yaml"])
+    (container,) = rendered.named("Pod", f"{RELEASE}-pilot")["spec"]["containers"]
+    assert env_of(container)["PILOT_LIFETIME"] == str(pilot)
+
+
+@pytest.mark.parametrize(
+    "jupyterlab",
+    [
+        {},
+        {"service": {"type": "LoadBalancer", "loadBalancerIP": "10.9.8.7", "port": 8080,
+                     "loadBalancerSourceRanges": ["10.0.0.0/8"]}},
+        {"ingress": {"enabled": True, "host": "jupyter.example.org", "path": "/s/", "tlsSecretName": "tls"}},
+    ],
+    ids=["service-dns", "loadbalancer-ip", "ingress-tls"],
+)  # fmt: skip
+def test_the_definitions_addresses_are_the_charts(helm_bin: Path, jupyterlab: dict[str, Any]) -> None:
+    """The orchestrator writes scheduler_ip/session_ip into the definition in Python; the chart
+    renders the same addresses into the pods' annotations. They must never drift apart."""
+    queue = load_queue("GOOGLE_DASK")
+    params = {**job_with_input_files(1, pandaid=int(PANDA_ID)), "daskMode": "interactive"}
+    params["secrets"] = {"password": "a-long-enough-password"}
+    rendered_values = render_values(
+        parse_job(params, queue_limits=queue.limits),
+        queue,
+        namespace=NAMESPACE,
+        overrides={"jupyterlab": jupyterlab},
+    )
+    definition = json.loads(rendered_values.secret.reveal()["pandaJobData.out"])[PANDA_ID]
+    rendered = render(helm_bin, [dict(rendered_values.values)], [VALUES_DIR / "GOOGLE_DASK.yaml"])
+    annotations = rendered.named("Pod", f"{RELEASE}-scheduler")["metadata"]["annotations"]
+    assert definition["scheduler_ip"] == annotations["dask-panda-session/scheduler-address"]
+    assert definition["session_ip"] == annotations["dask-panda-session/jupyter-url"]

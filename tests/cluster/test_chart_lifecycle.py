@@ -1,9 +1,14 @@
 """The chart's whole lifecycle with plain helm (4 and 3) on the real API server, no orchestrator:
 hook order, pods Running on kwok nodes, Services, NetworkPolicies, Secrets, `helm test`,
-an uninstall that leaves nothing, and the recovery from a failing pre-delete hook."""
+an uninstall that leaves nothing, and the recovery from a failing pre-delete hook. The per-job
+Secret (the definition, the password) is made by hand as the chart README shows; the release
+record stays small whatever the definition's size, and two attempts of one job live side by side."""
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 import json
 import subprocess
 import threading
@@ -16,6 +21,7 @@ import pytest
 import yaml
 from kubernetes import watch
 
+from tests.chart.jobs import job_with_input_files
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import EXIT_AFTER, EXIT_CODE, IMAGE_PULL, job, labelled, prepare_namespace
 from tests.conftest import CHART, TOOLS_BIN, VALUES_DIR
@@ -55,20 +61,56 @@ def install_chart(
     )
 
 
-def job_values(tmp_path: Path, pandaid: int, mode: str, **extra: Any) -> Path:
-    """A per-job values file as an operator writes it for a manual install."""
-    definition = next(iter(job(pandaid, mode=mode).values()))
-    definition.pop("secrets", None)
+def job_secret(
+    cluster: KubeCluster,
+    namespace: str,
+    tmp_path: Path,
+    release: str,
+    params: dict[str, Any],
+    mode: str,
+) -> str:
+    """The per-job Secret made by hand (chart README): pandaJobData.out without its secrets, and
+    in interactive mode the password, from files in a private directory. Returns the sha256."""
+    params = {k: v for k, v in params.items() if k != "secrets"}
+    private = tmp_path / f"{release}-secret"
+    private.mkdir(mode=0o700)
+    definition = private / "pandaJobData.out"
+    definition.write_bytes(json.dumps({str(params["PandaID"]): params}, ensure_ascii=False).encode())
+    files = ["--from-file", f"pandaJobData.out={definition}"]
+    if mode == "interactive":
+        files += ["--from-file", f"jupyter-password={_password_file(private)}"]
+    cluster.kubectl_run("create", "secret", "generic", f"{release}-secret", "-n", namespace, *files)
+    cluster.kubectl_run(
+        "label", "secret", f"{release}-secret", "-n", namespace, f"app.kubernetes.io/instance={release}"
+    )
+    return hashlib.sha256(definition.read_bytes()).hexdigest()
+
+
+def job_values(
+    cluster: KubeCluster,
+    namespace: str,
+    tmp_path: Path,
+    pandaid: int,
+    mode: str,
+    *,
+    attempt: int = 0,
+    params: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
+    """A per-job values file as an operator writes it for a manual install, after making the
+    per-job Secret: the Secret's name and the definition's checksum, never the definition."""
+    release = f"dask-{pandaid}" + (f"-a{attempt}" if attempt else "")
+    definition = params if params is not None else next(iter(job(pandaid, mode=mode).values()))
+    checksum = job_secret(cluster, namespace, tmp_path, release, definition, mode)
     values: dict[str, Any] = {
-        "job": {"pandaId": str(pandaid), "mode": mode, "definition": definition},
+        "job": {"pandaId": str(pandaid), "attempt": attempt, "mode": mode, "definitionSha256": checksum},
         "workers": {"replicas": 2},
         "tests": {"podAnnotations": {EXIT_CODE: "0", EXIT_AFTER: "2"}},
         "timeouts": {"startupSeconds": 60, "hookSeconds": 60, "testSeconds": 60},
+        "secrets": {"existingSecret": f"{release}-secret"},
     }
-    if mode == "interactive":
-        values["secrets"] = {"existingSecret": f"dask-{pandaid}-secret"}
     values.update(extra)
-    path = tmp_path / f"job-{pandaid}.yaml"
+    path = tmp_path / f"job-{release}.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
 
@@ -111,8 +153,27 @@ class Recorder:
             t.join(timeout=10)
 
 
+EPHEMERAL_STORAGE = "1Ti"
+
+
+def ensure_nodes_have_ephemeral_storage(cluster: KubeCluster) -> None:
+    """Every container of the chart requests ephemeral storage; kwok's default node template has
+    none, and a node without it can schedule no such pod. Give each simulated node some, as a
+    real node's kubelet reports it (idempotent; the cluster script's nodes should have it)."""
+    patch = json.dumps(
+        {"status": {"capacity": {"ephemeral-storage": EPHEMERAL_STORAGE},
+                    "allocatable": {"ephemeral-storage": EPHEMERAL_STORAGE}}}
+    )  # fmt: skip
+    for node in cluster.core.list_node().items:
+        if "ephemeral-storage" not in (node.status.allocatable or {}):
+            cluster.kubectl_run(
+                "patch", "node", node.metadata.name, "--subresource=status", "--type=merge", "-p", patch
+            )
+
+
 @pytest.fixture
 def queue_ns(kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str]) -> str:
+    ensure_nodes_have_ephemeral_storage(kube_cluster)
     prepare_namespace(kube_cluster, namespace, shared_pv)
     return namespace
 
@@ -124,21 +185,7 @@ def test_install_test_uninstall(
 ) -> None:
     pandaid = 7100 + (1 if mode == "interactive" else 0) + (2 if binary == "helm3" else 0)
     release = f"dask-{pandaid}"
-    if mode == "interactive":
-        kube_cluster.kubectl_run(
-            "create",
-            "secret",
-            "generic",
-            f"{release}-secret",
-            "-n",
-            queue_ns,
-            "--from-file",
-            f"jupyter-password={_password_file(tmp_path)}",
-        )
-        kube_cluster.kubectl_run(
-            "label", "secret", f"{release}-secret", "-n", queue_ns, f"app.kubernetes.io/instance={release}"
-        )
-    values = job_values(tmp_path, pandaid, mode)
+    values = job_values(kube_cluster, queue_ns, tmp_path, pandaid, mode)
     with Recorder(kube_cluster, queue_ns) as recorder:
         install = install_chart(kube_cluster, binary, release, queue_ns, values)
         assert install.returncode == 0, install.stderr
@@ -200,8 +247,8 @@ def test_install_test_uninstall(
     started = time.monotonic()
     uninstall = helm(kube_cluster, binary, "uninstall", release, "-n", queue_ns, "--timeout", "90s")
     assert uninstall.returncode == 0, uninstall.stderr
-    if mode == "interactive":  # the per-job Secret is the orchestrator's (here: ours) to delete
-        kube_cluster.kubectl_run("delete", "secret", f"{release}-secret", "-n", queue_ns)
+    # the per-job Secret is the orchestrator's (here: ours) to delete
+    kube_cluster.kubectl_run("delete", "secret", f"{release}-secret", "-n", queue_ns)
     kube_cluster.wait_for(
         "nothing labelled left",
         lambda: labelled(kube_cluster, queue_ns, release) == [],
@@ -215,6 +262,7 @@ def test_chart_made_claim_goes_with_the_release(
     kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str], tmp_path: Path
 ) -> None:
     release = "dask-7200"
+    ensure_nodes_have_ephemeral_storage(kube_cluster)
     shared_pv(f"{release}-shared")
     kube_cluster.kubectl_run(
         "create",
@@ -231,7 +279,12 @@ def test_chart_made_claim_goes_with_the_release(
         "create": {"enabled": True, "volumeName": f"{namespace}-{release}-shared", "size": "10Gi"},
     }
     values = job_values(
-        tmp_path, 7200, "batch", sharedVolume={**claim, "mountPath": "/mnt/dask", "jobsDirectory": ""}
+        kube_cluster,
+        namespace,
+        tmp_path,
+        7200,
+        "batch",
+        sharedVolume={**claim, "mountPath": "/mnt/dask", "jobsDirectory": ""},
     )
     install = install_chart(kube_cluster, "helm", release, namespace, values)
     assert install.returncode == 0, install.stderr
@@ -239,6 +292,7 @@ def test_chart_made_claim_goes_with_the_release(
     assert pvc["status"]["phase"] == "Bound"
     uninstall = helm(kube_cluster, "helm", "uninstall", release, "-n", namespace, "--timeout", "90s")
     assert uninstall.returncode == 0, uninstall.stderr
+    kube_cluster.kubectl_run("delete", "secret", f"{release}-secret", "-n", namespace)
     kube_cluster.wait_for(
         "nothing labelled left",
         lambda: labelled(kube_cluster, namespace, release) == [],
@@ -255,7 +309,9 @@ def test_failing_pre_delete_hook_and_its_recovery(
     label-selected delete removes anything left. (The orchestrator's sweep automates exactly
     this, and also runs the cleanup step itself; see test_orchestrator.)"""
     release = "dask-7300"
-    values = job_values(tmp_path, 7300, "batch", hooks={"podAnnotations": {}, "keepFailed": False})
+    values = job_values(
+        kube_cluster, queue_ns, tmp_path, 7300, "batch", hooks={"podAnnotations": {}, "keepFailed": False}
+    )
     install = install_chart(kube_cluster, "helm", release, queue_ns, values)
     assert install.returncode == 0, install.stderr
     wedge = helm(
@@ -285,12 +341,88 @@ def test_failing_pre_delete_hook_and_its_recovery(
     kube_cluster.kubectl_run(
         "delete", "jobs,pods", "-n", queue_ns, "-l", f"app.kubernetes.io/instance={release}", "--wait=false"
     )
+    kube_cluster.kubectl_run("delete", "secret", f"{release}-secret", "-n", queue_ns)
     kube_cluster.wait_for(
         "nothing labelled left",
         lambda: labelled(kube_cluster, queue_ns, release) == [],
         timeout=60,
         interval=1,
     )
+
+
+def _release_record_bytes(cluster: KubeCluster, namespace: str, release: str) -> int:
+    """Bytes of Helm's release record (the Secret sh.helm.release.v1.<release>.v1, as stored)."""
+    record = cluster.core.read_namespaced_secret(f"sh.helm.release.v1.{release}.v1", namespace)
+    return sum(len(base64.b64decode(value)) for value in record.data.values())
+
+
+def _release_json(cluster: KubeCluster, namespace: str, release: str) -> str:
+    record = cluster.core.read_namespaced_secret(f"sh.helm.release.v1.{release}.v1", namespace)
+    return gzip.decompress(base64.b64decode(base64.b64decode(record.data["release"]))).decode()
+
+
+@pytest.mark.parametrize("binary", ["helm", "helm3"])
+def test_release_record_stays_small_whatever_the_definition(
+    kube_cluster: KubeCluster, queue_ns: str, tmp_path: Path, binary: str
+) -> None:
+    """A 1,000-file job and a 2-file job give release records of about the same size: the
+    definition is in the per-job Secret only, never in the values or a manifest Helm records."""
+    sizes = {}
+    for files, pandaid in ((2, 7400), (1000, 7401)):
+        pandaid += 10 if binary == "helm3" else 0
+        release = f"dask-{pandaid}"
+        params = job_with_input_files(files, pandaid=pandaid)
+        values = job_values(kube_cluster, queue_ns, tmp_path, pandaid, "batch", params=params)
+        install = install_chart(kube_cluster, binary, release, queue_ns, values)
+        assert install.returncode == 0, install.stderr
+        sizes[files] = _release_record_bytes(kube_cluster, queue_ns, release)
+        recorded = _release_json(kube_cluster, queue_ns, release)
+        assert "EVNT.153937._000001.pool.root.1" not in recorded
+        secret = kube_cluster.core.read_namespaced_secret(f"{release}-secret", queue_ns)
+        stored = base64.b64decode(secret.data["pandaJobData.out"])
+        assert json.loads(stored)[str(pandaid)]["inFiles"].count(",") == files - 1
+        uninstall = helm(kube_cluster, binary, "uninstall", release, "-n", queue_ns, "--timeout", "90s")
+        assert uninstall.returncode == 0, uninstall.stderr
+        kube_cluster.kubectl_run("delete", "secret", f"{release}-secret", "-n", queue_ns)
+    print(f"release record bytes ({binary}): {sizes}")
+    assert abs(sizes[1000] - sizes[2]) < 1024, sizes
+    assert sizes[1000] < 64 * 1024, sizes
+
+
+def test_two_attempts_of_one_job_live_side_by_side(
+    kube_cluster: KubeCluster, queue_ns: str, tmp_path: Path
+) -> None:
+    """Attempt 1 and attempt 2 of one PandaID: two releases, two Secrets, two job directories; the
+    end of one leaves the other running and its directory untouched (its mounts never name it)."""
+    pandaid = 7500
+    releases = {attempt: f"dask-{pandaid}-a{attempt}" for attempt in (1, 2)}
+    for attempt, release in releases.items():
+        values = job_values(kube_cluster, queue_ns, tmp_path, pandaid, "batch", attempt=attempt)
+        install = install_chart(kube_cluster, "helm", release, queue_ns, values)
+        assert install.returncode == 0, install.stderr
+    sub_paths: dict[int, set[str]] = {}
+    for attempt, release in releases.items():
+        pods = kube_cluster.core.list_namespaced_pod(
+            queue_ns, label_selector=f"app.kubernetes.io/instance={release}"
+        ).items
+        sub_paths[attempt] = {
+            m.sub_path.split("/")[0]
+            for p in pods
+            for c in p.spec.containers + (p.spec.init_containers or [])
+            for m in c.volume_mounts or []
+            if m.name == "shared" and m.sub_path
+        }
+    assert sub_paths == {1: {f"{pandaid}-1"}, 2: {f"{pandaid}-2"}}
+    uninstall = helm(kube_cluster, "helm", "uninstall", releases[1], "-n", queue_ns, "--timeout", "90s")
+    assert uninstall.returncode == 0, uninstall.stderr
+    kube_cluster.kubectl_run("delete", "secret", f"{releases[1]}-secret", "-n", queue_ns)
+    kube_cluster.wait_for(
+        "attempt 1 gone", lambda: labelled(kube_cluster, queue_ns, releases[1]) == [], timeout=60, interval=1
+    )
+    phases = _phases(kube_cluster, queue_ns, releases[2])
+    assert phases and set(phases.values()) == {"Running"}, phases
+    helm(kube_cluster, "helm", "uninstall", releases[2], "-n", queue_ns, "--timeout", "90s")
+    kube_cluster.kubectl_run("delete", "secret", f"{releases[2]}-secret", "-n", queue_ns)
 
 
 def _phases(cluster: KubeCluster, namespace: str, release: str) -> dict[str, str]:
@@ -304,7 +436,8 @@ def _phases(cluster: KubeCluster, namespace: str, release: str) -> dict[str, str
     }
 
 
-def _password_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pw"
+def _password_file(directory: Path) -> Path:
+    path = directory / "pw"
+    path.touch(mode=0o600)
     path.write_text(PASSWORD)
     return path

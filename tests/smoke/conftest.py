@@ -5,6 +5,7 @@ The smoke tier fails (never skips) when its environment is missing: CI must prov
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from orchestrator.job import parse_job
+from orchestrator.values import load_queue, render_values
+from tests.chart.jobs import job_with_input_files
 from tests.conftest import CHART, ROOT, VALUES_DIR, tool
 from tests.smoke.kubelet import Kubelet, free_ports, helm_template
 
@@ -54,6 +58,57 @@ def new_ports() -> Ports:
 
 def new_panda_id() -> str:
     return str(6_000_000_000 + secrets.randbelow(999_999_999))
+
+
+@dataclass(frozen=True)
+class JobRelease:
+    """What the orchestrator makes of one job: the values file for helm and the per-job Secret."""
+
+    values_file: Path
+    secret_name: str
+    secret: dict[str, str]
+    job_dir: str  # <PandaID>-<attempt> under the jobs directory
+
+    @property
+    def definition(self) -> bytes:
+        return self.secret["pandaJobData.out"].encode("utf-8")
+
+
+def job_release(
+    tmp_path_factory: pytest.TempPathFactory,
+    panda_id: str,
+    mode: str,
+    ports: Ports,
+    *,
+    input_files: int = 2,
+    password: str | None = None,
+    **fields: Any,
+) -> JobRelease:
+    """The job through the orchestrator's own data path (parse_job, render_values), as the service
+    would install it: the values (no definition, no password) go to helm in a file, the Secret's
+    data to the smoke kubelet. The ports are values, so the session addresses match the render."""
+    params = job_with_input_files(input_files, pandaid=int(panda_id), **fields)
+    if mode == "interactive":
+        params.update(daskMode="interactive", secrets={"password": password})
+    queue = load_queue("GOOGLE_DASK")
+    job = parse_job(params, queue_limits=queue.limits)
+    overrides: dict[str, Any] = {}
+    for dotted, value in ports.values().items():
+        node = overrides
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = int(value)
+    rendered = render_values(job, queue, namespace=NAMESPACE, overrides=overrides)
+    directory = tmp_path_factory.mktemp("job-values")
+    directory.chmod(0o700)
+    values_file = directory / "job.json"
+    values_file.touch(mode=0o600)
+    values_file.write_text(json.dumps(rendered.values))
+    assert rendered.secret_name is not None
+    return JobRelease(
+        values_file, rendered.secret_name, rendered.secret.reveal(), f"{job.pandaid}-{job.attempt}"
+    )
 
 
 def render(

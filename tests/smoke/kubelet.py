@@ -408,7 +408,7 @@ class Kubelet:
                 raise KubeletError(f"Secret {spec['secretName']} has no key {item['key']}")
             file = path / item["path"]
             file.parent.mkdir(parents=True, exist_ok=True)
-            file.write_text(data[item["key"]])
+            file.write_bytes(data[item["key"]].encode("utf-8"))  # byte-exact, whatever the locale
             mode = int(item.get("mode", default_mode))
             if fs_group is not None and os.geteuid() == 0:
                 os.chown(file, 0, int(fs_group))

@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from tests.smoke.conftest import SMOKE_VENV, Ports, make_kubelet, new_panda_id, new_ports, render
+from tests.smoke.conftest import (
+    SMOKE_VENV,
+    JobRelease,
+    Ports,
+    job_release,
+    make_kubelet,
+    new_panda_id,
+    new_ports,
+    render,
+)
 from tests.smoke.kubelet import Kubelet, parse_quantity
 from tests.smoke.payloads import TALK_SCRIPT, WORKERS_SCRIPT, run_python
 
@@ -34,6 +43,7 @@ class BatchSession:
     panda_id: str
     ports: Ports
     claim_dir: Path
+    job: JobRelease
     observed: dict[str, object] = field(default_factory=dict)
 
     def name(self, suffix: str) -> str:
@@ -47,12 +57,19 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchSession]:
     panda_id = new_panda_id()
     release = f"dask-{panda_id}"
     ports = new_ports()
-    documents = render(release, panda_id, ports, {"job.mode": "batch", "workers.replicas": str(WORKERS)})
+    job = job_release(tmp_path_factory, panda_id, "batch", ports)
+    documents = render(
+        release,
+        panda_id,
+        ports,
+        {"job.mode": "batch", "workers.replicas": str(WORKERS)},
+        values_files=[job.values_file],
+    )
     # the grid proxy Secret Harvester keeps; a placeholder (the pilot itself is not run)
-    proxy = {"proxy-secret": {"x509up_u25606_prod": "not a real proxy"}}
-    kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents, proxy)
+    secrets = {"proxy-secret": {"x509up_u25606_prod": "not a real proxy"}, job.secret_name: job.secret}
+    kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents, secrets)
     claim = documents_claim(documents)
-    session = BatchSession(kubelet, release, panda_id, ports, kubelet.claims / claim / panda_id)
+    session = BatchSession(kubelet, release, panda_id, ports, kubelet.claims / claim / job.job_dir, job)
     try:
         start_in_hostile_order(session)
         yield session
@@ -72,13 +89,14 @@ def documents_claim(documents: list[dict[str, Any]]) -> str:
 def start_in_hostile_order(s: BatchSession) -> None:
     """Helm's order for the hook, the worst order for the pods.
 
-    The pre-install hook runs first, as Helm runs it. The job definition it wrote is then moved
-    aside (as if the shared volume did not show it yet) so the pilot's second gate has to wait.
+    The pre-install hook runs first, as Helm runs it. The job definition it wrote into the pilot's
+    directory is then moved aside (as if the shared volume did not show it yet) so the pilot's
+    second gate has to wait.
     """
     k = s.kubelet
     prepare = k.run_to_completion(s.name("prepare"), timeout=60)
     s.observed["prepare"] = (prepare.phase, prepare.error)
-    definition = s.claim_dir / "pandaJobData.out"
+    definition = s.claim_dir / "pilot" / "pandaJobData.out"
     aside = s.claim_dir.parent / f".{s.panda_id}.pandaJobData.out"
     definition.rename(aside)
 
@@ -127,7 +145,10 @@ def test_pilot_waits_for_the_job_definition_of_the_prepare_hook(batch: BatchSess
     assert batch.observed["prepare"] == ("Succeeded", "")
     assert batch.observed["pilot_without_definition"] == "Init:wait-for-job-definition"
     assert batch.observed["pilot_after_definition"] == "InitDone"
-    definition = json.loads((batch.claim_dir / "pandaJobData.out").read_text())
+    # byte for byte what the orchestrator put into the Secret, in the pilot's own directory
+    raw = (batch.claim_dir / "pilot" / "pandaJobData.out").read_bytes()
+    assert raw == batch.job.definition
+    definition = json.loads(raw)
     assert list(definition) == [batch.panda_id]
     # batch mode: no scheduler_ip in the definition (the pilot would run the payload twice)
     assert "scheduler_ip" not in definition[batch.panda_id]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.smoke.conftest import SMOKE_VENV, make_kubelet, new_panda_id, new_ports, render
+from tests.smoke.conftest import SMOKE_VENV, job_release, make_kubelet, new_panda_id, new_ports, render
 
 IDLE_SECONDS = 5
 DEATH_SECONDS = 10  # the schema's minimum for timeouts.workerDeathSeconds
@@ -26,12 +26,15 @@ def test_an_idle_session_ends_after_the_values_idle_timeout(
     """Rendered by Helm 4 and by Helm 3: both renderings must run."""
     panda_id = new_panda_id()
     release = f"dask-{panda_id}"
+    ports = new_ports()
+    job = job_release(tmp_path_factory, panda_id, "batch", ports)
     documents = render(
         release,
         panda_id,
-        new_ports(),
+        ports,
         {"job.mode": "batch", "workers.replicas": "1", "timeouts.schedulerIdleSeconds": str(IDLE_SECONDS)},
         helm=helm,
+        values_files=[job.values_file],
     )
     kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents)
     try:
@@ -63,11 +66,14 @@ def test_workers_end_cleanly_when_their_scheduler_is_lost(tmp_path_factory: pyte
     """
     panda_id = new_panda_id()
     release = f"dask-{panda_id}"
+    ports = new_ports()
+    job = job_release(tmp_path_factory, panda_id, "batch", ports)
     documents = render(
         release,
         panda_id,
-        new_ports(),
+        ports,
         {"job.mode": "batch", "workers.replicas": "1", "timeouts.workerDeathSeconds": str(DEATH_SECONDS)},
+        values_files=[job.values_file],
     )
     kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents)
     try:

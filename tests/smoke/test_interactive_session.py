@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.smoke.conftest import SMOKE_VENV, Ports, make_kubelet, new_panda_id, new_ports, render
+from tests.smoke.conftest import (
+    SMOKE_VENV,
+    JobRelease,
+    Ports,
+    job_release,
+    make_kubelet,
+    new_panda_id,
+    new_ports,
+    render,
+)
 from tests.smoke.kubelet import Kubelet
 from tests.smoke.payloads import TALK_SCRIPT, run_python
 
@@ -34,6 +44,7 @@ class InteractiveSession:
     panda_id: str
     ports: Ports
     password: str = field(repr=False)  # never printed: not in repr, not in assertion messages
+    job: JobRelease | None = field(default=None, repr=False)
 
     def name(self, suffix: str) -> str:
         return f"{self.release}-{suffix}"
@@ -66,22 +77,24 @@ def interactive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interactiv
         pytest.fail(f"{SMOKE_VENV} is missing: run scripts/bootstrap.sh --smoke")
     panda_id = new_panda_id()
     release = f"dask-{panda_id}"
-    secret_name = f"{release}-session"
     password = secrets.token_urlsafe(24)
     ports = new_ports()
+    job = job_release(tmp_path_factory, panda_id, "interactive", ports, password=password)
+    assert job.secret[SECRET_KEY] == password
     documents = render(
         release,
         panda_id,
         ports,
-        {"job.mode": "interactive", "workers.replicas": "1", "secrets.existingSecret": secret_name},
+        {"job.mode": "interactive", "workers.replicas": "1"},
+        values_files=[job.values_file],
     )
     kubelet = make_kubelet(
         tmp_path_factory,
         SMOKE_VENV,
         documents,
-        {secret_name: {SECRET_KEY: password}, "proxy-secret": {"x509up_u25606_prod": "not a real proxy"}},
+        {job.secret_name: job.secret, "proxy-secret": {"x509up_u25606_prod": "not a real proxy"}},
     )
-    session = InteractiveSession(kubelet, release, panda_id, ports, password)
+    session = InteractiveSession(kubelet, release, panda_id, ports, password, job)
     try:
         prepare = kubelet.run_to_completion(session.name("prepare"), timeout=60)
         assert prepare.phase == "Succeeded", prepare.error
@@ -120,9 +133,15 @@ def test_jupyterlab_accepts_the_password_from_the_secret_file(interactive: Inter
     status, body = http_status(interactive.url("/api/contents"), token=interactive.password)
     assert status == 200
     listing = json.loads(body)
-    # its root is the job's directory on the shared volume (PANDA_WORKDIR), holding the definition
+    # its root is the job's shared data directory (PANDA_WORKDIR): the pilot's directory and its
+    # definition are out of the user's reach
     assert listing["type"] == "directory"
-    assert "pandaJobData.out" in {item["name"] for item in listing["content"]}
+    names = {item["name"] for item in listing["content"]}
+    assert "pandaJobData.out" not in names and "pilot" not in names
+    status, _ = http_status(
+        interactive.url("/api/contents/..%2Fpilot%2FpandaJobData.out"), token=interactive.password
+    )
+    assert status in {400, 403, 404}
     status, body = http_status(interactive.url("/lab"), token=interactive.password)
     assert status == 200
     assert b"JupyterLab" in body
@@ -158,50 +177,16 @@ def test_talk_script_from_jupyterlab(interactive: InteractiveSession) -> None:
 
 def test_interactive_definition_carries_the_session_addresses(interactive: InteractiveSession) -> None:
     claim_root = interactive.kubelet.claims
-    (definition_file,) = list(claim_root.glob(f"*/{interactive.panda_id}/pandaJobData.out"))
+    (definition_file,) = list(claim_root.glob(f"*/{interactive.panda_id}-0/pilot/pandaJobData.out"))
+    assert interactive.job is not None
+    assert definition_file.read_bytes() == interactive.job.definition  # byte for byte the Secret's
     definition = json.loads(definition_file.read_text())[interactive.panda_id]
     scheduler = f"{interactive.name('scheduler')}.smoke.svc.cluster.local:{interactive.ports.scheduler}"
     assert definition["scheduler_ip"] == f"tcp://{scheduler}"
     assert definition["session_ip"].startswith(f"http://{interactive.name('jupyterlab')}.smoke.svc")
-    assert os.stat(definition_file).st_size < 4096
-
-
-def test_chart_created_secret_debugging_aid(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """secrets.create=true (manual installs only): the rendered Secret's password opens JupyterLab.
-
-    The password goes to helm in a values file, never on its command line.
-    """
-    panda_id = new_panda_id()
-    release = f"dask-{panda_id}"
-    password = secrets.token_urlsafe(24)
-    values_dir = tmp_path_factory.mktemp("secret-values")
-    values_file = values_dir / "secret.yaml"
-    values_file.touch(mode=0o600)
-    values_file.write_text(json.dumps({"secrets": {"create": True, "jupyterPassword": password}}))
-    ports = new_ports()
-    documents = render(
-        release,
-        panda_id,
-        ports,
-        {"job.mode": "interactive", "workers.replicas": "1"},
-        values_files=[values_file],
-    )
-    kubelet = make_kubelet(
-        tmp_path_factory, SMOKE_VENV, documents, {"proxy-secret": {"x509up_u25606_prod": "not a real proxy"}}
-    )
-    session = InteractiveSession(kubelet, release, panda_id, ports, password)
-    try:
-        assert kubelet.run_to_completion(session.name("prepare"), timeout=60).phase == "Succeeded"
-        kubelet.start(session.name("scheduler"))
-        jupyter = kubelet.start(session.name("jupyterlab"))
-        kubelet.wait_for(lambda: jupyter.phase == "Running", 60, "JupyterLab's main container")
-        kubelet.wait_for(lambda: _ready(session), 120, "JupyterLab to answer /api")
-        without, _ = http_status(session.url("/api/contents"))
-        assert without in {401, 403}
-        # the status is taken out first: a failing assert must not print the call's arguments
-        with_password, _ = http_status(session.url("/api/contents"), token=password)
-        assert with_password == 200
-        leaked = password in kubelet.all_logs()
-        assert not leaked
-    finally:
-        kubelet.shutdown()
+    # the JupyterLab pod's annotation (rendered by the chart) and the definition (made in Python) agree
+    annotation = interactive.kubelet.pod(interactive.name("jupyterlab"))["metadata"]["annotations"]
+    assert definition["session_ip"] == annotation["dask-panda-session/jupyter-url"]
+    assert "secrets" not in definition
+    assert interactive.password not in definition_file.read_text()
+    assert stat.S_IMODE(os.stat(definition_file.parent).st_mode) & 0o777 == 0o700

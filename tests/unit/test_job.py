@@ -15,17 +15,21 @@ import pytest
 
 from orchestrator.errors import InputError
 from orchestrator.job import (
+    MAX_DEFINITION_BYTES,
     MAX_JOB_FILE_BYTES,
+    MAX_NESTING,
     JobError,
     Mode,
     PandaJob,
     QueueLimits,
     SecretStr,
+    definition_bytes,
     load_job_file,
     parse_job,
     parse_release_name,
     release_name,
 )
+from tests.chart.jobs import job_with_input_files
 
 DATA = Path(__file__).parent / "data"
 EXAMPLE = DATA / "harvester-example-pandaJobData.json"
@@ -212,8 +216,8 @@ def test_definition_is_a_copy_without_secrets_and_caller_is_untouched() -> None:
 
 
 def test_definition_must_be_json() -> None:
-    assert error_of(job(weird=object())).field == "jobParams"
-    assert error_of(job(weird=float("nan"))).field == "jobParams"
+    assert error_of(job(weird=object())).field == "jobParams.weird"
+    assert error_of(job(weird=float("nan"))).field == "jobParams.weird"
 
 
 def test_job_survives_pickle_and_deepcopy() -> None:
@@ -678,3 +682,148 @@ def test_release_name_rejects(args: tuple[Any, ...]) -> None:
 )
 def test_parse_release_name_rejects_foreign_names(name: str) -> None:
     assert parse_release_name(name) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# bounds: size, nesting, Unicode, exact numbers
+
+
+def _big_params(size: int) -> dict[str, Any]:
+    return job(jobPars="x" * size)
+
+
+@pytest.mark.parametrize("shape", ["wrapped", "bare", "jobspec"])
+def test_definition_size_limit_on_every_input_path(shape: str) -> None:
+    params = _big_params(MAX_DEFINITION_BYTES)
+    data: Any = {
+        "wrapped": {str(PANDAID): params},
+        "bare": params,
+        "jobspec": SimpleNamespace(PandaID=PANDAID, jobParams=params),
+    }[shape]
+    err = error_of(data)
+    assert err.field == "jobParams"
+    assert str(MAX_DEFINITION_BYTES) in str(err)
+    size = int(re.search(r"is (\d+) bytes", str(err)).group(1))  # type: ignore[union-attr]
+    assert size > MAX_DEFINITION_BYTES
+
+
+def test_definition_size_limit_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({str(PANDAID): _big_params(MAX_DEFINITION_BYTES)}))
+    with pytest.raises(JobError, match=f"above the limit of {MAX_DEFINITION_BYTES} bytes"):
+        parse_job(load_job_file(str(path)))
+
+
+def test_definition_just_under_the_limit_is_accepted() -> None:
+    params = job()
+    overhead = len(definition_bytes(PANDAID, {**params, "jobPars": ""}))
+    parsed = parse_job(job(jobPars="y" * (MAX_DEFINITION_BYTES - overhead)))
+    assert len(parsed.job_data_bytes()) == MAX_DEFINITION_BYTES
+
+
+def test_multibyte_characters_count_as_bytes() -> None:
+    # 300k characters of 3 bytes each: under the limit in characters, above it in bytes
+    err = error_of(job(jobPars="€" * 300_000))
+    assert "bytes" in str(err) and err.field == "jobParams"
+
+
+def _nested(depth: int) -> Any:
+    node: Any = "leaf"
+    for _ in range(depth):
+        node = {"a": node}
+    return node
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING, 100, 100_000])
+def test_deep_nesting_in_the_definition_is_an_input_error(depth: int) -> None:
+    err = error_of(job(extra=_nested(depth)))
+    assert err.field.startswith("jobParams.extra")
+    assert f"deeper than {MAX_NESTING} levels" in str(err)
+
+
+def test_nesting_within_the_bound_is_accepted() -> None:
+    parsed = parse_job(job(extra=_nested(MAX_NESTING - 2)))
+    assert "extra" in parsed.definition
+
+
+@pytest.mark.parametrize("depth", [40, 100_000])
+def test_deep_nesting_in_the_secrets_is_an_input_error(depth: int) -> None:
+    as_dict = error_of(job(daskMode="interactive", secrets={"password": PASSWORD, "deep": _nested(depth)}))
+    assert as_dict.field.startswith("secrets")
+    as_string = error_of(
+        job(
+            daskMode="interactive",
+            secrets=json.dumps({"password": PASSWORD, "deep": _nested(min(depth, 500))}),
+        )
+    )
+    assert as_string.field.startswith("secrets")
+    deep_text = "[" * depth + "]" * depth
+    inside = error_of(job(daskMode="interactive", secrets={"password": PASSWORD, "dask": deep_text}))
+    assert inside.field == "secrets.dask"
+    for err in (as_dict, as_string, inside):
+        assert "deeper than" in str(err) or "nests" in str(err)
+        assert PASSWORD not in str(err)
+
+
+@pytest.mark.parametrize("depth", [40, 100_000])
+def test_deep_nesting_in_the_file_is_an_input_error(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text(
+        json.dumps({str(PANDAID): {"PandaID": PANDAID}})[:-2] + ', "x": ' + "[" * depth + "]" * depth + "}}"
+    )
+    with pytest.raises(JobError, match=r"deeper than|nests"):
+        parse_job(load_job_file(str(path)))
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"jobName": "bad \ud800 name"}, "jobParams.jobName"),
+        ({"extra": {"list": ["ok", "\udfff"]}}, "jobParams.extra.list[1]"),
+        ({"bad\ud83d": 1}, "jobParams"),
+    ],
+)
+def test_lone_surrogates_in_the_definition_name_the_field(fields: dict[str, Any], field: str) -> None:
+    err = error_of(job(**fields))
+    assert err.field == field
+    assert "surrogate" in str(err)
+
+
+def test_lone_surrogates_in_the_secrets_name_the_field_not_the_value() -> None:
+    err = error_of(job(daskMode="interactive", secrets={"password": PASSWORD, "other": "x\udc80y"}))
+    assert err.field == "secrets.other"
+    assert "surrogate" in str(err)
+    err = error_of(job(secrets='{"password": "abc\\ud800defghij"}', daskMode="interactive"))
+    assert err.field.startswith("secrets")
+
+
+def test_lone_surrogate_from_a_file_escape(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(f'{{"{PANDAID}": {{"PandaID": {PANDAID}, "jobName": "a\\ud800b"}}}}')
+    with pytest.raises(JobError) as err:
+        parse_job(load_job_file(str(path)))
+    assert err.value.field == "jobParams.jobName"
+
+
+def test_non_bmp_characters_and_big_numbers_are_exact() -> None:
+    big = 2**53 + 1
+    parsed = parse_job(job(jobName="user.😀.𠮷", nEvents=big, huge=-(10**30)))
+    data = parsed.job_data_bytes()
+    assert "user.😀.𠮷".encode() in data
+    assert f'"nEvents":{big}'.encode() in data
+    assert f'"huge":{-(10**30)}'.encode() in data
+    assert json.loads(data)[str(PANDAID)]["nEvents"] == big
+
+
+def test_huge_integer_literal_in_a_file_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "n.json"
+    path.write_text(f'{{"{PANDAID}": {{"PandaID": {PANDAID}, "n": {"9" * 5000}}}}}')
+    with pytest.raises(JobError):
+        load_job_file(str(path))
+
+
+def test_a_job_with_1000_input_files_is_accepted() -> None:
+    parsed = parse_job(job_with_input_files(1000))
+    size = len(parsed.job_data_bytes())
+    assert 128 * 1024 < size < MAX_DEFINITION_BYTES
+    assert parsed.definition["inFiles"].count(",") == 999

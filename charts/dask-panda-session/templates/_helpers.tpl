@@ -25,12 +25,9 @@ Helpers that need a component take a dict: (dict "root" $ "component" "scheduler
 {{- include "dps.name" (dict "root" . "suffix" "shared") -}}
 {{- end -}}
 {{- end -}}
+{{/* The per-job Secret (job definition, JupyterLab password): made before the install, never by the chart. */}}
 {{- define "dps.secretName" -}}
-{{- if .Values.secrets.existingSecret -}}
 {{- .Values.secrets.existingSecret -}}
-{{- else -}}
-{{- include "dps.name" (dict "root" . "suffix" "secret") -}}
-{{- end -}}
 {{- end -}}
 
 {{- define "dps.interactive" -}}
@@ -171,14 +168,22 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
+{{/* The job's directory name: one per release (PandaID and attempt), never shared by two attempts. */}}
+{{- define "dps.jobDirName" -}}
+{{- printf "%s-%d" (toString .Values.job.pandaId) (int .Values.job.attempt) -}}
+{{- end -}}
+
 {{/* The job's own directory on the shared volume, relative to the volume root. */}}
 {{- define "dps.jobSubPath" -}}
 {{- if .Values.sharedVolume.jobsDirectory -}}
-{{- printf "%s/%s" (trimSuffix "/" .Values.sharedVolume.jobsDirectory) (toString .Values.job.pandaId) -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.sharedVolume.jobsDirectory) (include "dps.jobDirName" .) -}}
 {{- else -}}
-{{- toString .Values.job.pandaId -}}
+{{- include "dps.jobDirName" . -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The pilot's private working directory (its --workdir and cwd; holds its pandaJobData.out). */}}
+{{- define "dps.pilotRunDir" -}}/home/pilot/run{{- end -}}
 
 {{/* Volume and mount of the job's directory: every component sees only its own job. */}}
 {{- define "dps.sharedVolume" -}}
@@ -186,10 +191,20 @@ imagePullSecrets:
   persistentVolumeClaim:
     claimName: {{ include "dps.claimName" . | quote }}
 {{- end -}}
+{{/*
+The only part of the job directory the session shares: <job dir>/data. Workers, the scheduler and
+JupyterLab mount nothing else, so the user cannot reach the pilot's directory or its definition.
+*/}}
 {{- define "dps.sharedMount" -}}
 - name: shared
   mountPath: {{ .Values.sharedVolume.mountPath | quote }}
-  subPath: {{ include "dps.jobSubPath" . | quote }}
+  subPath: {{ printf "%s/data" (include "dps.jobSubPath" .) | quote }}
+{{- end -}}
+{{/* <job dir>/pilot: the pilot's private directory, mounted into the pilot pod only. */}}
+{{- define "dps.pilotRunMount" -}}
+- name: shared
+  mountPath: {{ include "dps.pilotRunDir" . | quote }}
+  subPath: {{ printf "%s/pilot" (include "dps.jobSubPath" .) | quote }}
 {{- end -}}
 
 {{/* Env every session container gets: the scheduler address and the job's identity. */}}
@@ -246,7 +261,10 @@ workers, the pilot and JupyterLab start after the scheduler (the seed's order), 
     {{- include "dps.containerSecurityContext" . | nindent 4 }}
 {{- end -}}
 
-{{/* The pilot also waits for its job definition, placed by the pre-install hook. */}}
+{{/*
+The pilot also waits for its job definition, placed by the pre-install hook into the pilot's
+private directory, and checks it against job.definitionSha256 before the pilot may read it.
+*/}}
 {{- define "dps.jobDefinitionGate" -}}
 - name: wait-for-job-definition
   image: {{ include "dps.image" (dict "root" . "image" .Values.images.dask) | quote }}
@@ -254,35 +272,50 @@ workers, the pilot and JupyterLab start after the scheduler (the seed's order), 
   command: ["python", "-c"]
   args:
     - |
-      import os, sys, time
-      path = os.path.join(os.environ["PILOT_WORKDIR"], "pandaJobData.out")
+      import hashlib, os, sys, time
+      path = os.path.join(os.environ["PILOT_RUN_DIR"], "pandaJobData.out")
+      want = os.environ["JOB_DEFINITION_SHA256"]
       deadline = time.monotonic() + float(os.environ["GATE_TIMEOUT_SECONDS"])
       while not os.path.isfile(path):
           if time.monotonic() > deadline:
               sys.exit(f"gave up waiting for the job definition {path}")
           time.sleep(1)
-      print(f"job definition {path} is in place", flush=True)
+      digest = hashlib.sha256()
+      fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+      with os.fdopen(fd, "rb") as handle:
+          for block in iter(lambda: handle.read(1 << 16), b""):
+              digest.update(block)
+      if digest.hexdigest() != want:
+          sys.exit(f"refusing to start the pilot: {path} has sha256 {digest.hexdigest()}, "
+                   f"the release expects {want} (job.definitionSha256)")
+      print(f"job definition {path} is in place, sha256 {want}", flush=True)
   env:
-    - name: PILOT_WORKDIR
-      value: {{ .Values.sharedVolume.mountPath | quote }}
+    - name: PILOT_RUN_DIR
+      value: {{ include "dps.pilotRunDir" . | quote }}
+    - name: JOB_DEFINITION_SHA256
+      value: {{ .Values.job.definitionSha256 | quote }}
     - name: GATE_TIMEOUT_SECONDS
       value: {{ .Values.timeouts.gateSeconds | int | toString | quote }}
   volumeMounts:
-    {{- include "dps.sharedMount" . | nindent 4 }}
+    - name: shared
+      mountPath: {{ include "dps.pilotRunDir" . | quote }}
+      subPath: {{ printf "%s/pilot" (include "dps.jobSubPath" .) | quote }}
+      readOnly: true
   resources:
     {{- toYaml .Values.hooks.resources | nindent 4 }}
   securityContext:
     {{- include "dps.containerSecurityContext" . | nindent 4 }}
 {{- end -}}
 
-{{/* The pandaJobData.out content: {PandaID: definition}, secrets dropped; addresses only in interactive mode. */}}
-{{- define "dps.jobDefinition" -}}
-{{- $def := omit (.Values.job.definition | default dict) "secrets" -}}
-{{- if include "dps.interactive" . -}}
-{{- $_ := set $def "scheduler_ip" (include "dps.schedulerAddress" .) -}}
-{{- $_ := set $def "session_ip" (include "dps.jupyterUrl" .) -}}
-{{- end -}}
-{{- dict (toString .Values.job.pandaId) $def | toJson -}}
+{{/*
+The pilot's --lifetime: the pod's deadline counts from pod start, so the pilot gets the lifetime
+minus image pulls, both start gates and a graceful end (final update, log stage-out); a session
+too short for that reserve (tests, demos) gives the pilot half its lifetime.
+*/}}
+{{- define "dps.pilotLifetime" -}}
+{{- $t := .Values.timeouts -}}
+{{- $left := sub (int $t.lifetimeSeconds) (add (int $t.pullSeconds) (mul 2 (int $t.gateSeconds)) (int $t.pilotEndSeconds)) -}}
+{{- max $left (div (int $t.lifetimeSeconds) 2) -}}
 {{- end -}}
 
 {{/* Peers of this release only: pods with its instance label and one of the given components. */}}

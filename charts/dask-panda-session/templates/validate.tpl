@@ -13,11 +13,13 @@ offending value and says how to fix it. Included from NOTES-independent template
 {{- if not (regexMatch "^[1-9][0-9]{0,15}$" (toString $v.job.pandaId)) -}}
 {{- fail (printf "job.pandaId: must be the PanDA job ID (digits), got %q" (toString $v.job.pandaId)) -}}
 {{- end -}}
-{{- with $v.job.definition -}}
-{{- if and (hasKey . "PandaID") (ne (toString (index . "PandaID" | int64)) (toString $v.job.pandaId)) -}}
-{{- fail (printf "job.definition.PandaID (%v) differs from job.pandaId (%v)" (index . "PandaID") $v.job.pandaId) -}}
+{{- if not $v.secrets.existingSecret -}}
+{{- fail "secrets.existingSecret: name the per-job Secret holding the job definition (key pandaJobData.out) and, in interactive mode, the JupyterLab password (key jupyter-password); for a manual install make it by hand (chart README)" -}}
 {{- end -}}
+{{- if not (regexMatch "^[0-9a-f]{64}$" (toString $v.job.definitionSha256)) -}}
+{{- fail "job.definitionSha256: required, the sha256 (hex) of the Secret's pandaJobData.out (sha256sum pandaJobData.out)" -}}
 {{- end -}}
+
 {{- if and $v.sharedVolume.existingClaim $v.sharedVolume.create.enabled -}}
 {{- fail "sharedVolume: set either existingClaim or create.enabled, not both" -}}
 {{- end -}}
@@ -40,15 +42,6 @@ offending value and says how to fix it. Included from NOTES-independent template
 {{- if and (gt (int $v.timeouts.schedulerIdleSeconds) 0) (lt (int $v.timeouts.schedulerIdleSeconds) (int $v.timeouts.leaseSeconds)) -}}
 {{- fail "timeouts.schedulerIdleSeconds: in interactive mode it must be 0 or at least timeouts.leaseSeconds, or the scheduler would end a quiet session before its lease" -}}
 {{- end -}}
-{{- if and $v.secrets.create $v.secrets.existingSecret -}}
-{{- fail "secrets: set either existingSecret or create, not both" -}}
-{{- end -}}
-{{- if not (or $v.secrets.existingSecret $v.secrets.create) -}}
-{{- fail "secrets.existingSecret: interactive mode needs the Secret holding the JupyterLab password (key jupyter-password); there is no default password" -}}
-{{- end -}}
-{{- if and $v.secrets.create (lt (len $v.secrets.jupyterPassword) 8) -}}
-{{- fail "secrets.jupyterPassword: with secrets.create the password must have at least 8 characters" -}}
-{{- end -}}
 {{- $svc := $v.jupyterlab.service -}}
 {{- if and (eq $svc.type "LoadBalancer") (not $svc.loadBalancerSourceRanges) -}}
 {{- fail "jupyterlab.service.loadBalancerSourceRanges: a LoadBalancer must say who may connect (CIDR list); an open JupyterLab is not allowed" -}}
@@ -56,8 +49,5 @@ offending value and says how to fix it. Included from NOTES-independent template
 {{- if and $v.jupyterlab.ingress.enabled (not $v.jupyterlab.ingress.host) -}}
 {{- fail "jupyterlab.ingress.host: required when jupyterlab.ingress.enabled is true" -}}
 {{- end -}}
-{{- end -}}
-{{- if and $v.secrets.create (not $v.secrets.jupyterPassword) -}}
-{{- fail "secrets.jupyterPassword: required with secrets.create=true" -}}
 {{- end -}}
 {{- end -}}
