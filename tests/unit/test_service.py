@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from orchestrator.kube import KubeError, KubeUnavailable
 from orchestrator.service import SessionService, Settings, is_bad_input, is_temporary
 from orchestrator.session import Phase
 from orchestrator.submit_lock import ANN_SUBMIT_ID
+from orchestrator.values import DEFINITION_KEY
 from tests.conftest import ROOT
 from tests.unit.fakes import FakeHelm, FakeKube, pod, session_pods
 
@@ -38,14 +40,18 @@ def interactive() -> dict[str, Any]:
     return params
 
 
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def test_submit_installs_once() -> None:
     svc, helm, kube = make()
     first = svc.submit(EXAMPLE)
     second = svc.submit(EXAMPLE)
     assert first.created and not second.created
     assert [c[0] for c in helm.calls] == ["status", "install", "status"]
-    # The Secret is the submit's lock: made once, even for a batch job with nothing secret in it.
-    assert kube.secrets_written == [{}]
+    # The Secret is the submit's lock and carries the job definition: made once, batch jobs too.
+    assert [sorted(data) for data in kube.secrets_written] == [[DEFINITION_KEY]]
     secret = kube.find("ns", "Secret", "dask-1759473585-secret")
     assert secret is not None and secret["metadata"]["annotations"][ANN_SUBMIT_ID]
 
@@ -54,7 +60,9 @@ def test_submit_interactive_writes_the_secret_before_install() -> None:
     svc, helm, kube = make()
     result = svc.submit(interactive())
     assert result.mode == "interactive"
-    assert kube.secrets_written == [{"jupyter-password": PASSWORD}]
+    assert [sorted(data) for data in kube.secrets_written] == [["jupyter-password", DEFINITION_KEY]]
+    # compared by digest, so that a failure never prints the password
+    assert digest(kube.secrets_written[0]["jupyter-password"]) == digest(PASSWORD)
     assert PASSWORD not in json.dumps(helm.values[("ns", "dask-1759473585")])
 
 
