@@ -73,6 +73,7 @@ class Settings:
     kubeconfig: str | None = None
     kube_context: str | None = None
     install_timeout: float = 300.0
+    harvester_id: str = ""  # Harvester's [master] harvester_id: the pilot's HARVESTER_ID and PANDA_JSID
     submit_poll_seconds: float = 2.0  # how often a submit looks again while another one is at work
     uninstall_timeout: float = 120.0
     cleanup_timeout: float = 120.0
@@ -195,7 +196,10 @@ class SessionService:
         """Parse and validate a job and its values; touches neither helm nor the cluster."""
         config = self.queue(queue, values_files)
         job = parse_job(job_data, queue_limits=config.limits, harvester_worker_id=harvester_worker_id)
-        rendered = render_values(job, config, namespace=namespace or self.settings.namespace)
+        overrides = {"job": {"harvesterId": self.settings.harvester_id}} if self.settings.harvester_id else None
+        rendered = render_values(
+            job, config, namespace=namespace or self.settings.namespace, overrides=overrides
+        )
         return job, rendered
 
     def submit(

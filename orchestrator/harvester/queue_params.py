@@ -68,6 +68,16 @@ def _first(params: Mapping[str, Any], *names: str) -> Any:
     return None
 
 
+def _harvester_id() -> str | None:
+    """This Harvester's ``[master] harvester_id`` when running inside Harvester, else None."""
+    try:
+        from pandaharvester.harvesterconfig import harvester_config  # type: ignore[import-not-found]
+    except Exception:  # outside Harvester (CLI, tests): the queue parameter or nothing
+        return None
+    value = getattr(getattr(harvester_config, "master", None), "harvester_id", None)
+    return str(value) if value else None
+
+
 def settings_from_params(params: Mapping[str, Any]) -> Settings:
     """A plugin's queue-config parameters -> :class:`Settings` (see docs/harvester.md).
 
@@ -93,6 +103,9 @@ def settings_from_params(params: Mapping[str, Any]) -> Settings:
     context = _first(params, "kubeContext")
     if context is not None:
         fields["kube_context"] = str(context)
+    harvester_id = _first(params, "harvesterID") or _harvester_id()
+    if harvester_id is not None:
+        fields["harvester_id"] = str(harvester_id)
     helm = _first(params, "helmExecutable")
     if helm is not None:
         fields["helm_executable"] = str(helm)

@@ -751,3 +751,15 @@ def test_deadlines_come_from_the_same_list_and_the_monitor_kills_nothing() -> No
     assert lifetime.errorCode == ErrorCodes.DEADLINE_EXCEEDED
     assert kube.calls == [("list_pods", "dask-sessions")]
     assert helm.calls == []  # no kill from the monitor: the sweeper / enforce_deadlines end them
+
+
+def test_harvester_id_reaches_the_pilot_values() -> None:
+    """The queue's harvesterID becomes the chart's job.harvesterId (the pilot's HARVESTER_ID)."""
+    from orchestrator.harvester.queue_params import settings_from_params
+    from orchestrator.service import SessionService
+
+    settings = settings_from_params({"queueName": "GOOGLE_DASK", "harvesterID": "CERN_central_k8s"})
+    assert settings.harvester_id == "CERN_central_k8s"
+    svc = SessionService(settings, helm=object(), kube=object())  # type: ignore[arg-type]
+    _, rendered = svc.render(JobSpec(example_params()))
+    assert rendered.values["job"]["harvesterId"] == "CERN_central_k8s"

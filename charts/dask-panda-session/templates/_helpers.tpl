@@ -329,3 +329,12 @@ too short for that reserve (tests, demos) gives the pilot half its lifetime.
         operator: In
         values: {{ toJson .components }}
 {{- end -}}
+
+{{/* GTAG: the pilot-log link on the PanDA job page (Harvester's form), else the pilot pod's name. */}}
+{{- define "dps.pilotLogUrl" -}}
+{{- if .Values.pilot.logsFrontend -}}
+{{- printf "%s/%s_%s_gz.out" (trimSuffix "/" .Values.pilot.logsFrontend) (toString .Values.job.harvesterId) (toString .Values.job.harvesterWorkerId) -}}
+{{- else -}}
+{{- include "dps.pilotName" . -}}
+{{- end -}}
+{{- end -}}
