@@ -9,6 +9,7 @@ no log, URL, cookie or visible text. The screenshots it saves are the ones the d
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -111,7 +112,9 @@ def test_the_password_opens_the_lab_on_the_job_directory(browser: WebDriver, ses
     save_screenshot(browser, "jupyterlab-lab.png")
 
 
-def test_the_password_is_in_no_log_url_cookie_or_visible_text(browser: WebDriver, session: Session) -> None:
+def test_the_password_is_in_no_log_url_cookie_or_visible_text(
+    browser: WebDriver, session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
     """After a login through the browser, the password is nowhere the user or an admin looks.
 
     Not asserted: the lab page's HTML source. JupyterLab embeds the server's token in its page
@@ -120,6 +123,8 @@ def test_the_password_is_in_no_log_url_cookie_or_visible_text(browser: WebDriver
     """
     from selenium.webdriver.common.by import By
 
+    # every record at every level, as `pytest --log-level=DEBUG` would keep them
+    caplog.set_level(logging.DEBUG)
     open_login_page(browser, session)
     submit(browser, session.password)
     wait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, LAB_SHELL))
@@ -128,5 +133,7 @@ def test_the_password_is_in_no_log_url_cookie_or_visible_text(browser: WebDriver
     in_url = session.password in browser.current_url
     in_cookies = any(session.password in str(cookie.get("value", "")) for cookie in browser.get_cookies())
     in_logs = session.password in session.kubelet.all_logs()
+    in_test_log = session.password in caplog.text  # selenium logs typed keys at DEBUG
+    assert caplog.records  # the capture works (urllib3 logs each WebDriver request)
     # booleans only: a failing assert must not print the password
-    assert (in_text, in_url, in_cookies, in_logs) == (False, False, False, False)
+    assert (in_text, in_url, in_cookies, in_logs, in_test_log) == (False, False, False, False, False)
