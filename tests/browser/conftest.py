@@ -99,8 +99,11 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
 
 
 @pytest.fixture(scope="module")
-def browser(session: Session) -> Iterator[WebDriver]:
-    """Headless Chromium through Debian's chromedriver, with a fresh profile (no cookies)."""
+def browser() -> Iterator[WebDriver]:
+    """Headless Chromium through Debian's chromedriver, with a fresh profile (no cookies).
+
+    The tests ask for it before the session, so a missing browser fails before JupyterLab starts.
+    """
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if missing:
         pytest.fail(
