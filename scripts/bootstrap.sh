@@ -6,6 +6,7 @@
 #   .venv-pilot    the pinned panda-pilot sdist of images/versions.env, unpacked (only with --pilot)
 #   .venv-harvester Harvester's agent and this package (only with --harvester; requirement from
 #                  DPS_HARVESTER_REQUIREMENT, default ../shared/vendor/HSF-harvester-d561b72.tar.gz)
+#   chromium       Debian's chromium + chromium-driver for the browser tier (only with --browser, as root)
 # Everything downloaded comes from the package registries; wheels are cached outside the repository.
 set -euo pipefail
 
@@ -153,14 +154,30 @@ setup_harvester() {
   printf '%s' "$want" > "$dir/.bootstrap-stamp"
 }
 
+# The browser tier drives Debian's chromium through Debian's chromedriver with selenium (pinned in
+# the dev extras, so setup_venv installed it); Selenium Manager never downloads a browser.
+setup_browser() {
+  "$ROOT/.venv/bin/python" -c 'import selenium' 2>/dev/null || die "selenium is missing in .venv"
+  if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "--browser needs apt-get (Debian/Ubuntu) for chromium and chromium-driver"
+  [[ "$(id -u)" == 0 ]] || die "--browser installs chromium and chromium-driver with apt-get: run it as root"
+  log "installing chromium and chromium-driver with apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] || die "chromium or chromedriver missing after apt-get install"
+}
+
 main() {
-  local smoke=0 pilot=0 harvester=0
+  local smoke=0 pilot=0 harvester=0 browser=0
   for arg in "$@"; do
     case "$arg" in
       --smoke) smoke=1 ;;
       --pilot) pilot=1; smoke=1 ;;
       --harvester) harvester=1 ;;
-      -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}"; exit 0 ;;
+      --browser) browser=1; smoke=1 ;;
+      -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}"; exit 0 ;;
       *) die "unknown argument: $arg" ;;
     esac
   done
@@ -174,6 +191,9 @@ main() {
   fi
   if [[ "$harvester" == 1 ]]; then
     setup_harvester
+  fi
+  if [[ "$browser" == 1 ]]; then
+    setup_browser
   fi
   log "ready: .venv, $(basename "$TOOLS_BIN")/{helm,helm3,kubectl}"
 }
