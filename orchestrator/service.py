@@ -32,6 +32,7 @@ from orchestrator import session as session_mod
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.job import PandaJob, parse_job
 from orchestrator.session import (
+    CLOCK_SKEW_TOLERANCE,
     DEADLINE_REASONS,
     Phase,
     SessionState,
@@ -80,6 +81,9 @@ class Settings:
     verify_timeout: float = 60.0
     request_timeout: tuple[float, float] = (5.0, 30.0)
     gc_grace_seconds: float = 600.0
+    # How far node and host clocks may disagree with the API server's before a deadline counts
+    # (see orchestrator.session.deadlines); 0 only where every clock is one (a local test cluster).
+    clock_skew_tolerance: float = CLOCK_SKEW_TOLERANCE
     default_lifetime_seconds: float = 86400.0
 
 
@@ -289,11 +293,14 @@ class SessionService:
                 known = (
                     since is not None and (host_now - since).total_seconds() < self.settings.gc_grace_seconds
                 )
-            state = derive_session(release, ns, pods, now=now, release_known=known)
+            tolerance = self.settings.clock_skew_tolerance
+            state = derive_session(release, ns, pods, now=now, release_known=known, skew_tolerance=tolerance)
             if with_events and pods and state.reason and state.phase in (Phase.STARTING, Phase.FAILED):
                 events = self.kube.pod_events(ns, release)
-                state = derive_session(release, ns, pods, now=now, release_known=known, events=events)
-            states[release] = apply_deadline(state, pods, now)
+                state = derive_session(
+                    release, ns, pods, now=now, release_known=known, events=events, skew_tolerance=tolerance
+                )
+            states[release] = apply_deadline(state, pods, now, skew_tolerance=tolerance)
         return states
 
     def clock_skew(self) -> float:
