@@ -7,6 +7,7 @@
 # 127.0.0.1. See shared/reference/test-cluster.md for the background.
 #
 # Usage: scripts/test-cluster.sh build|up|down|status|env
+#        scripts/test-cluster.sh kill|start|restart COMPONENT
 #
 #   build   build the binaries into a version-keyed cache outside the repo
 #           (skipped when they exist and report the pinned versions)
@@ -14,6 +15,14 @@
 #   down    stop every process `up` started and remove the state directory
 #   status  say whether the cluster is up, and the versions
 #   env     print `export KUBECONFIG=... PATH=...` for eval
+#   kill    SIGKILL one control-plane component (kube-apiserver, etcd,
+#           kube-controller-manager, kube-scheduler, kwok-controller) of a
+#           running cluster, keeping its command line for `start` (the
+#           `faults` test tier uses this to take the API server away)
+#   start   start a component killed by `kill` again, exactly as kwokctl
+#           started it (same command line, environment, working directory
+#           and log file); for kube-apiserver, wait until /readyz answers
+#   restart kill, then start
 #
 # Environment:
 #   DPS_CACHE_DIR      cache root (default ${XDG_CACHE_HOME:-~/.cache}/dask-panda-session)
@@ -411,6 +420,85 @@ cmd_down() {
   log "cluster $CLUSTER_NAME down in $((SECONDS - start))s (no process of ours left)"
 }
 
+# --- one component: kill and start again (fault injection) -------------------
+
+# kwokctl (--runtime binary) starts every component once, detached; it has no
+# command to start a single one again. `kill` records what the kernel knows of
+# the running process (argv, environment, working directory) before the
+# SIGKILL, and `start` execs exactly that again, detached the same way.
+readonly COMPONENT_RECORD=$STATE/components
+readonly COMPONENTS=(kube-apiserver etcd kube-controller-manager kube-scheduler kwok-controller)
+
+# kwokctl names the kwok controller kwok-controller; its binary is kwok.
+component_binary() { if [[ $1 == kwok-controller ]]; then echo kwok; else echo "$1"; fi; }
+
+check_component() {
+  local c
+  for c in "${COMPONENTS[@]}"; do [[ $c == "$1" ]] && return 0; done
+  die "unknown component '${1:-}' (one of: ${COMPONENTS[*]})"
+}
+
+# The live pid of one component of this cluster (by its binary), if any.
+component_pid() {
+  local exe p
+  exe=$BIN/$(component_binary "$1")
+  for p in $(cluster_pids); do
+    if [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$exe" ]]; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+cmd_kill() {
+  local name=${1:-} pid dir
+  check_component "$name"
+  lock_state
+  pid=$(component_pid "$name") || die "$name of $STATE is not running"
+  dir=$COMPONENT_RECORD/$name
+  mkdir -p "$dir"
+  cp "/proc/$pid/cmdline" "$dir/cmdline.tmp" && mv "$dir/cmdline.tmp" "$dir/cmdline"
+  cp "/proc/$pid/environ" "$dir/environ"
+  readlink "/proc/$pid/cwd" >"$dir/cwd"
+  kill -9 "$pid"
+  for _ in $(seq 1 50); do
+    ours_alive "$pid" || { log "killed $name (pid $pid) with SIGKILL"; return 0; }
+    sleep 0.1
+  done
+  die "$name (pid $pid) still alive 5 s after SIGKILL"
+}
+
+cmd_start() {
+  local name=${1:-} pid dir logfile cwd argv=() envv=()
+  check_component "$name"
+  lock_state
+  dir=$COMPONENT_RECORD/$name
+  if pid=$(component_pid "$name"); then
+    log "$name already running (pid $pid)"
+  else
+    [[ -s $dir/cmdline ]] || die "no recorded command line for $name: only a component stopped by '$0 kill' can be started"
+    mapfile -d '' argv <"$dir/cmdline"
+    mapfile -d '' envv <"$dir/environ"
+    cwd=$(cat "$dir/cwd")
+    logfile=$KWOK_CLUSTER_DIR/logs/$name.log
+    mkdir -p "${logfile%/*}"
+    printf '\n# restarted by %s start at %s\n' "${0##*/}" "$(date -u +%FT%TZ)" >>"$logfile"
+    # New session, no terminal, no inherited pipe or lock fd: like kwokctl, the component
+    # outlives this script and never keeps the caller's output open.
+    (cd "$cwd" && exec env -i "${envv[@]}" setsid "${argv[@]}" <>/dev/null >>"$logfile" 2>&1 9>&-) &
+    for _ in $(seq 1 50); do
+      pid=$(component_pid "$name") && break
+      sleep 0.1
+    done
+    [[ -n ${pid:-} ]] || die "$name did not start (see $logfile)"
+    mkdir -p "$KWOK_CLUSTER_DIR/pids" "$PID_RECORD"
+    printf '%s' "$pid" >"$KWOK_CLUSTER_DIR/pids/$name.pid"
+    printf '%s' "$pid" >"$PID_RECORD/$name.pid"
+    log "started $name (pid $pid)"
+  fi
+  if [[ $name == kube-apiserver || $name == etcd ]]; then
+    wait_for "/readyz after starting $name" 90 readyz_ok
+  fi
+}
+
 cmd_status() {
   if cluster_healthy; then
     local server
@@ -447,6 +535,9 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    kill) cmd_kill "${2:-}" ;;
+    start) cmd_start "${2:-}" ;;
+    restart) cmd_kill "${2:-}"; cmd_start "${2:-}" ;;
     *) usage; exit 2 ;;
   esac
 }
