@@ -8,6 +8,7 @@
 #
 # Usage: scripts/test-cluster.sh build|up|down|status|env
 #        scripts/test-cluster.sh kill|start|restart COMPONENT
+#        scripts/test-cluster.sh heal
 #
 #   build   build the binaries into a version-keyed cache outside the repo
 #           (skipped when they exist and report the pinned versions)
@@ -22,7 +23,9 @@
 #   start   start a component killed by `kill` again, exactly as kwokctl
 #           started it (same command line, environment, working directory
 #           and log file); for kube-apiserver, wait until /readyz answers
-#   restart kill, then start
+#   restart kill, then start, then heal
+#   heal    start every component recorded by `kill` that is not running
+#           (a controller may exit while the API server is away)
 #
 # Environment:
 #   DPS_CACHE_DIR      cache root (default ${XDG_CACHE_HOME:-~/.cache}/dask-panda-session)
@@ -448,22 +451,42 @@ component_pid() {
   return 1
 }
 
-cmd_kill() {
-  local name=${1:-} pid dir
-  check_component "$name"
-  lock_state
-  pid=$(component_pid "$name") || die "$name of $STATE is not running"
-  dir=$COMPONENT_RECORD/$name
+# What the kernel knows of a running component: enough to exec it again.
+record_component() {
+  local name=$1 pid=$2 dir=$COMPONENT_RECORD/$1
   mkdir -p "$dir"
   cp "/proc/$pid/cmdline" "$dir/cmdline.tmp" && mv "$dir/cmdline.tmp" "$dir/cmdline"
   cp "/proc/$pid/environ" "$dir/environ"
   readlink "/proc/$pid/cwd" >"$dir/cwd"
+}
+
+cmd_kill() {
+  local name=${1:-} pid c p
+  check_component "$name"
+  lock_state
+  pid=$(component_pid "$name") || die "$name of $STATE is not running"
+  # Every component is recorded, not only the victim: a controller that gives up while the
+  # API server is away (lost leader election) can then be brought back by `heal`.
+  for c in "${COMPONENTS[@]}"; do
+    if p=$(component_pid "$c"); then record_component "$c" "$p"; fi
+  done
   kill -9 "$pid"
   for _ in $(seq 1 50); do
     ours_alive "$pid" || { log "killed $name (pid $pid) with SIGKILL"; return 0; }
     sleep 0.1
   done
   die "$name (pid $pid) still alive 5 s after SIGKILL"
+}
+
+# Start every recorded component that is not running (what a supervisor would do).
+cmd_heal() {
+  local c
+  lock_state
+  for c in "${COMPONENTS[@]}"; do
+    [[ -s $COMPONENT_RECORD/$c/cmdline ]] || continue
+    if ! component_pid "$c" >/dev/null; then cmd_start "$c"; fi
+  done
+  wait_healthy 90 || die "cluster not healthy after heal"
 }
 
 cmd_start() {
@@ -537,7 +560,8 @@ main() {
     env) cmd_env ;;
     kill) cmd_kill "${2:-}" ;;
     start) cmd_start "${2:-}" ;;
-    restart) cmd_kill "${2:-}"; cmd_start "${2:-}" ;;
+    restart) cmd_kill "${2:-}"; cmd_start "${2:-}"; cmd_heal ;;
+    heal) cmd_heal ;;
     *) usage; exit 2 ;;
   esac
 }

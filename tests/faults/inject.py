@@ -50,11 +50,13 @@ def kill_apiserver() -> None:
 
 
 def start_apiserver() -> None:
-    """Start the API server again (a no-op when it runs) and wait until /readyz answers."""
+    """Start the API server again (a no-op when it runs) and wait until /readyz answers; then
+    start any other component that gave up while it was away (``heal``), as a supervisor would."""
     last: Exception | None = None
     for _ in range(3):
         try:
             cluster_script("start", "kube-apiserver", timeout=180)
+            cluster_script("heal", timeout=180)
             return
         except (ClusterControlError, subprocess.TimeoutExpired) as err:
             last = err

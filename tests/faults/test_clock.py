@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.service import utcnow
+from orchestrator.service import SessionService, utcnow
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import fast_timeouts, job, service, values_file
 from tests.faults.flow import check_one_release, count_bad, retry_submit, sweep_and_check, wait_running
@@ -46,8 +46,7 @@ def test_observe_with_the_clock_ten_minutes_ahead(
     wait_running(svc, a, fault)
     time.sleep(2.0)  # b's worker has been found unschedulable by the real scheduler
 
-    skewed = service(kube_cluster, faults_ns)
-    skewed.clock = lambda: utcnow() + SKEW
+    skewed = SessionService(svc.settings, clock=lambda: utcnow() + SKEW)
     fault.injected += 1
     pairs = []
     for _ in range(3):
