@@ -446,7 +446,9 @@ component_pid() {
   local exe p
   exe=$BIN/$(component_binary "$1")
   for p in $(cluster_pids); do
-    if [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$exe" ]]; then echo "$p"; return 0; fi
+    [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$exe" ]] || continue
+    # this cluster's, not another state dir's running the same cached binary
+    if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$STATE/"; then echo "$p"; return 0; fi
   done
   return 1
 }

@@ -40,7 +40,7 @@ def retry_submit(
     values_files: Sequence[str],
     record: FaultRecord,
     *,
-    timeout: float = 150.0,
+    timeout: float = 90.0,
     outage: Callable[[], bool] = lambda: False,
 ) -> SubmitResult:
     """Submit until it returns, as Harvester retries a submit that failed temporarily. An error
@@ -63,7 +63,7 @@ def retry_submit(
 
 
 def retry_sweep(
-    svc: SessionService, release: str, record: FaultRecord, *, timeout: float = 150.0
+    svc: SessionService, release: str, record: FaultRecord, *, timeout: float = 90.0
 ) -> SweepResult:
     """Sweep until clean, as the sweeper tries again next cycle."""
     deadline = time.monotonic() + timeout

@@ -52,7 +52,7 @@ def test_apiserver_killed_during_a_submit(
 
     def submit() -> None:
         try:
-            outcome["result"] = retry_submit(svc, doc, extra, fault, timeout=150)
+            outcome["result"] = retry_submit(svc, doc, extra, fault, timeout=90)
         except BaseException as err:
             outcome["error"] = err
 
@@ -151,7 +151,7 @@ def test_apiserver_killed_during_a_sweep(
 
     def sweep() -> None:
         try:
-            outcome["result"] = retry_sweep(svc, release, fault, timeout=150)
+            outcome["result"] = retry_sweep(svc, release, fault, timeout=90)
         except BaseException as err:
             outcome["error"] = err
 

@@ -90,7 +90,7 @@ def test_helm_sigkilled_during_the_prepare_hook(
         fault.note(f"the first submit: {describe(first['error']) if 'error' in first else first}")
 
     svc = service(kube_cluster, faults_ns, install_timeout=INSTALL_TIMEOUT)
-    result = retry_submit(svc, doc, extra, fault, timeout=150)
+    result = retry_submit(svc, doc, extra, fault, timeout=90)
     assert result.release == release
     wait_running(svc, release, fault)
     check_one_release(svc, faults_ns, release, fault)
@@ -159,7 +159,7 @@ def test_orchestrator_killed_between_the_secret_and_the_install(
     )
 
     svc = service(kube_cluster, faults_ns, install_timeout=INSTALL_TIMEOUT)
-    result = retry_submit(svc, doc, extra, fault, timeout=150)
+    result = retry_submit(svc, doc, extra, fault, timeout=90)
     assert result.release == release
     wait_running(svc, release, fault)
     check_one_release(svc, faults_ns, release, fault)
