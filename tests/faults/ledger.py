@@ -47,9 +47,18 @@ class FaultRecord:
     misclassified_errors: int = 0
     outcome: str = "not run"
     notes: list[str] = field(default_factory=list)
+    verdicts: set[tuple[str, str, str]] = field(default_factory=set, repr=False)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def false_verdict(self, release: str, phase: str, reason: str | None, detail: str) -> None:
+        """Count each wrong (session, phase, reason) once, however often it is observed."""
+        key = (release, str(phase), str(reason))
+        if key not in self.verdicts:
+            self.verdicts.add(key)
+            self.false_verdicts += 1
+            self.note(f"{release} reported {phase}/{reason} while healthy: {detail[:200]}")
 
 
 @dataclass

@@ -120,8 +120,7 @@ def test_apiserver_killed_during_an_observe(
         fault.note(f"observe: NOT temporary: {describe(err)}")
     ended = {r for k in killed for r in k}
     if release in ended or pod_uids(kube_cluster, faults_ns, release) != uids:
-        fault.false_verdicts += 1
-        fault.note(f"{release} was killed or its pods replaced during the outage")
+        fault.false_verdict(release, "killed", None, "killed or its pods replaced during the outage")
     after = svc.observe([release])[release]
     count_bad(fault, [after], "observe after the outage")
 
