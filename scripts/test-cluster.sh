@@ -441,14 +441,21 @@ check_component() {
   die "unknown component '${1:-}' (one of: ${COMPONENTS[*]})"
 }
 
-# The live pid of one component of this cluster (by its binary), if any.
+# True if pid runs the binary exe out of this state dir (not another cluster's same binary).
+is_component() {
+  [[ $(readlink "/proc/$1/exe" 2>/dev/null) == "$2" ]] &&
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$STATE/"
+}
+
+# The live pid of one component of this cluster, if any: from the pid files (kwokctl's, ours;
+# `start` rewrites both), else one pass over /proc by executable (cheap: a single find).
 component_pid() {
   local exe p
   exe=$BIN/$(component_binary "$1")
-  for p in $(cluster_pids); do
-    [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$exe" ]] || continue
-    # this cluster's, not another state dir's running the same cached binary
-    if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$STATE/"; then echo "$p"; return 0; fi
+  for p in $(awk 1 "$KWOK_CLUSTER_DIR/pids/$1.pid" "$PID_RECORD/$1.pid" 2>/dev/null) \
+      $(find /proc -mindepth 2 -maxdepth 2 -path '/proc/[0-9]*/exe' -lname "$exe" 2>/dev/null | cut -d/ -f3); do
+    [[ $p =~ ^[0-9]+$ ]] || continue
+    if is_component "$p" "$exe"; then echo "$p"; return 0; fi
   done
   return 1
 }
@@ -509,11 +516,13 @@ cmd_start() {
     # New session, no terminal, no inherited pipe or lock fd: like kwokctl, the component
     # outlives this script and never keeps the caller's output open.
     (cd "$cwd" && exec env -i "${envv[@]}" setsid "${argv[@]}" <>/dev/null >>"$logfile" 2>&1 9>&-) &
+    # The subshell execs env, setsid (no fork: not a group leader) and the binary: same pid.
+    pid=$!
     for _ in $(seq 1 50); do
-      pid=$(component_pid "$name") && break
+      is_component "$pid" "$BIN/$(component_binary "$name")" && break
       sleep 0.1
     done
-    [[ -n ${pid:-} ]] || die "$name did not start (see $logfile)"
+    is_component "$pid" "$BIN/$(component_binary "$name")" || die "$name did not start (see $logfile)"
     mkdir -p "$KWOK_CLUSTER_DIR/pids" "$PID_RECORD"
     printf '%s' "$pid" >"$KWOK_CLUSTER_DIR/pids/$name.pid"
     printf '%s' "$pid" >"$PID_RECORD/$name.pid"

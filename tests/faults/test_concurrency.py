@@ -28,6 +28,9 @@ from tests.faults.ledger import FaultRecord
 
 pytestmark = pytest.mark.faults
 
+# Bounds how long a loser may wait on a hook another submitter owns.
+INSTALL_TIMEOUT = 30.0
+
 
 @pytest.mark.parametrize(("threads", "processes"), [(1, 1), (4, 4)], ids=["2-submitters", "8-submitters"])
 def test_concurrent_submits_of_one_job(
@@ -61,7 +64,7 @@ def test_concurrent_submits_of_one_job(
     lock = threading.Lock()
 
     def submit() -> None:
-        svc = service(kube_cluster, faults_ns)
+        svc = service(kube_cluster, faults_ns, install_timeout=INSTALL_TIMEOUT)
         start.wait()
         try:
             result: Any = svc.submit(dict(doc), values_files=extra)
