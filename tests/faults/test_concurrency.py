@@ -51,7 +51,12 @@ def test_concurrent_submits_of_one_job(
     go = tmp_path / "go"
     procs = [
         start_submit_process(
-            tmp_path, f"p{i}", settings_for(kube_cluster, faults_ns), doc, extra, go_file=str(go)
+            tmp_path,
+            f"p{i}",
+            settings_for(kube_cluster, faults_ns, install_timeout=INSTALL_TIMEOUT),
+            doc,
+            extra,
+            go_file=str(go),
         )
         for i in range(processes)
     ]
