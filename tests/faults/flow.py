@@ -86,6 +86,26 @@ def retry_sweep(
     return last
 
 
+def call_during_outage(record: FaultRecord, what: str, call: Callable[[], Any]) -> Any:
+    """One operation started while the API server is away (Harvester's next cycle does not
+    wait for it to come back): it must fail with an error the orchestrator calls temporary.
+    Returns what the call returned, or None when it raised."""
+    try:
+        result = call()
+    except InputError:
+        raise
+    except Exception as err:
+        temporary = is_temporary(err)
+        record.note(
+            f"{what} during the outage: {'temporary' if temporary else 'NOT temporary'}: {describe(err)}"
+        )
+        if not temporary:
+            record.misclassified_errors += 1
+        return None
+    record.note(f"{what} during the outage returned {result!r}"[:300])
+    return result
+
+
 def observe_one(svc: SessionService, release: str, **kwargs: Any) -> SessionState:
     return svc.observe([release], **kwargs)[release]
 

@@ -20,6 +20,7 @@ from orchestrator.session import Phase, SessionState
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import fast_timeouts, job, service, values_file
 from tests.faults.flow import (
+    call_during_outage,
     check_one_release,
     count_bad,
     describe,
@@ -62,6 +63,9 @@ def test_apiserver_killed_during_a_submit(
     wait_pod(kube_cluster, faults_ns, release, "prepare")
     with apiserver_outage(OUTAGE_SECONDS):
         fault.injected += 1
+        # Harvester's next cycle retries the same job while the API server is still away.
+        retried = call_during_outage(fault, "submit", lambda: svc.submit(dict(doc), values_files=extra))
+        assert retried is None, f"a submit during the outage cannot have succeeded: {retried}"
     thread.join(timeout=200)
     assert not thread.is_alive(), "submit hangs after the API server came back"
     if "error" in outcome:
@@ -160,6 +164,12 @@ def test_apiserver_killed_during_a_sweep(
     wait_pod(kube_cluster, faults_ns, release, "cleanup")
     with apiserver_outage(OUTAGE_SECONDS):
         fault.injected += 1
+        # Another sweeper (the next cycle, or `gc`) starts a sweep while the API server is away:
+        # it must neither call the job clean (nothing can be verified) nor fail for good.
+        during = call_during_outage(fault, "sweep", lambda: svc.sweep(release))
+        assert during is None or not during.clean, (
+            f"a sweep cannot be verified clean during the outage: {during}"
+        )
     thread.join(timeout=200)
     assert not thread.is_alive(), "sweep hangs after the API server came back"
     if "error" in outcome:
