@@ -104,8 +104,16 @@ class Ledger:
             "faults": rows,
             "totals": totals,
         }
-        path.write_text(json.dumps(doc, indent=2) + "\n")
+        path.write_text(scrub_paths(json.dumps(doc, indent=2)) + "\n")
         return path
+
+
+def scrub_paths(text: str) -> str:
+    """The table is committed and quoted: no machine paths in it (the repository becomes ``.``,
+    the cluster's state directory ``<cluster state>``)."""
+    root = str(Path(__file__).resolve().parents[2])
+    state = os.environ.get("DPS_CLUSTER_STATE", "/tmp/dask-panda-session-cluster").rstrip("/")
+    return text.replace(root + "/", "./").replace(root, ".").replace(state, "<cluster state>")
 
 
 def _git_commit() -> str | None:
