@@ -7,6 +7,8 @@
 # 127.0.0.1. See scripts/cluster/README.md for the background.
 #
 # Usage: scripts/test-cluster.sh build|up|down|status|env
+#        scripts/test-cluster.sh kill|start|restart COMPONENT
+#        scripts/test-cluster.sh heal
 #
 #   build   build the binaries into a version-keyed cache outside the repo
 #           (skipped when they exist and report the pinned versions)
@@ -14,6 +16,16 @@
 #   down    stop every process `up` started and remove the state directory
 #   status  say whether the cluster is up, and the versions
 #   env     print `export KUBECONFIG=... PATH=...` for eval
+#   kill    SIGKILL one control-plane component (kube-apiserver, etcd,
+#           kube-controller-manager, kube-scheduler, kwok-controller) of a
+#           running cluster, keeping its command line for `start` (the
+#           `faults` test tier uses this to take the API server away)
+#   start   start a component killed by `kill` again, exactly as kwokctl
+#           started it (same command line, environment, working directory
+#           and log file); for kube-apiserver, wait until /readyz answers
+#   restart kill, then start, then heal
+#   heal    start every component recorded by `kill` that is not running
+#           (a controller may exit while the API server is away)
 #
 # Environment:
 #   DPS_CACHE_DIR      cache root (default ${XDG_CACHE_HOME:-~/.cache}/dask-panda-session)
@@ -411,6 +423,116 @@ cmd_down() {
   log "cluster $CLUSTER_NAME down in $((SECONDS - start))s (no process of ours left)"
 }
 
+# --- one component: kill and start again (fault injection) -------------------
+
+# kwokctl (--runtime binary) starts every component once, detached; it has no
+# command to start a single one again. `kill` records what the kernel knows of
+# the running process (argv, environment, working directory) before the
+# SIGKILL, and `start` execs exactly that again, detached the same way.
+readonly COMPONENT_RECORD=$STATE/components
+readonly COMPONENTS=(kube-apiserver etcd kube-controller-manager kube-scheduler kwok-controller)
+
+# kwokctl names the kwok controller kwok-controller; its binary is kwok.
+component_binary() { if [[ $1 == kwok-controller ]]; then echo kwok; else echo "$1"; fi; }
+
+check_component() {
+  local c
+  for c in "${COMPONENTS[@]}"; do [[ $c == "$1" ]] && return 0; done
+  die "unknown component '${1:-}' (one of: ${COMPONENTS[*]})"
+}
+
+# True if pid runs the binary exe out of this state dir (not another cluster's same binary).
+is_component() {
+  [[ $(readlink "/proc/$1/exe" 2>/dev/null) == "$2" ]] &&
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$STATE/"
+}
+
+# The live pid of one component of this cluster, if any: from the pid files (kwokctl's, ours;
+# `start` rewrites both), else one pass over /proc by executable (cheap: a single find).
+component_pid() {
+  local exe p
+  exe=$BIN/$(component_binary "$1")
+  for p in $(awk 1 "$KWOK_CLUSTER_DIR/pids/$1.pid" "$PID_RECORD/$1.pid" 2>/dev/null) \
+      $(find /proc -mindepth 2 -maxdepth 2 -path '/proc/[0-9]*/exe' -lname "$exe" 2>/dev/null | cut -d/ -f3); do
+    [[ $p =~ ^[0-9]+$ ]] || continue
+    if is_component "$p" "$exe"; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+# What the kernel knows of a running component: enough to exec it again.
+record_component() {
+  local name=$1 pid=$2 dir=$COMPONENT_RECORD/$1
+  mkdir -p "$dir"
+  cp "/proc/$pid/cmdline" "$dir/cmdline.tmp" && mv "$dir/cmdline.tmp" "$dir/cmdline"
+  cp "/proc/$pid/environ" "$dir/environ"
+  readlink "/proc/$pid/cwd" >"$dir/cwd"
+}
+
+cmd_kill() {
+  local name=${1:-} pid c p
+  check_component "$name"
+  lock_state
+  pid=$(component_pid "$name") || die "$name of $STATE is not running"
+  # Every component is recorded, not only the victim: a controller that gives up while the
+  # API server is away (lost leader election) can then be brought back by `heal`.
+  for c in "${COMPONENTS[@]}"; do
+    if p=$(component_pid "$c"); then record_component "$c" "$p"; fi
+  done
+  kill -9 "$pid"
+  for _ in $(seq 1 50); do
+    ours_alive "$pid" || { log "killed $name (pid $pid) with SIGKILL"; return 0; }
+    sleep 0.1
+  done
+  die "$name (pid $pid) still alive 5 s after SIGKILL"
+}
+
+# Start every recorded component that is not running (what a supervisor would do).
+cmd_heal() {
+  local c
+  lock_state
+  for c in "${COMPONENTS[@]}"; do
+    [[ -s $COMPONENT_RECORD/$c/cmdline ]] || continue
+    if ! component_pid "$c" >/dev/null; then cmd_start "$c"; fi
+  done
+  wait_healthy 90 || die "cluster not healthy after heal"
+}
+
+cmd_start() {
+  local name=${1:-} pid dir logfile cwd argv=() envv=()
+  check_component "$name"
+  lock_state
+  dir=$COMPONENT_RECORD/$name
+  if pid=$(component_pid "$name"); then
+    log "$name already running (pid $pid)"
+  else
+    [[ -s $dir/cmdline ]] || die "no recorded command line for $name: only a component stopped by '$0 kill' can be started"
+    mapfile -d '' argv <"$dir/cmdline"
+    mapfile -d '' envv <"$dir/environ"
+    cwd=$(cat "$dir/cwd")
+    logfile=$KWOK_CLUSTER_DIR/logs/$name.log
+    mkdir -p "${logfile%/*}"
+    printf '\n# restarted by %s start at %s\n' "${0##*/}" "$(date -u +%FT%TZ)" >>"$logfile"
+    # New session, no terminal, no inherited pipe or lock fd: like kwokctl, the component
+    # outlives this script and never keeps the caller's output open.
+    (cd "$cwd" && exec env -i "${envv[@]}" setsid "${argv[@]}" <>/dev/null >>"$logfile" 2>&1 9>&-) &
+    # The subshell execs env, setsid (no fork: not a group leader) and the binary: same pid.
+    pid=$!
+    for _ in $(seq 1 50); do
+      is_component "$pid" "$BIN/$(component_binary "$name")" && break
+      sleep 0.1
+    done
+    is_component "$pid" "$BIN/$(component_binary "$name")" || die "$name did not start (see $logfile)"
+    mkdir -p "$KWOK_CLUSTER_DIR/pids" "$PID_RECORD"
+    printf '%s' "$pid" >"$KWOK_CLUSTER_DIR/pids/$name.pid"
+    printf '%s' "$pid" >"$PID_RECORD/$name.pid"
+    log "started $name (pid $pid)"
+  fi
+  if [[ $name == kube-apiserver || $name == etcd ]]; then
+    wait_for "/readyz after starting $name" 90 readyz_ok
+  fi
+}
+
 cmd_status() {
   if cluster_healthy; then
     local server
@@ -447,6 +569,10 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    kill) cmd_kill "${2:-}" ;;
+    start) cmd_start "${2:-}" ;;
+    restart) cmd_kill "${2:-}"; cmd_start "${2:-}"; cmd_heal ;;
+    heal) cmd_heal ;;
     *) usage; exit 2 ;;
   esac
 }

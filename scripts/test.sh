@@ -3,7 +3,7 @@
 # helm 4 + helm 3 + kubectl, the smoke tier's pinned dask set; the local Kubernetes control plane
 # built from the Go module proxy), then runs the static checks and the test tiers.
 #
-#   scripts/test.sh                 every tier: unit, chart, cluster, smoke, browser, pilot, harvester
+#   scripts/test.sh                 every tier: unit, chart, cluster, faults, smoke, browser, pilot, harvester
 #   scripts/test.sh unit chart      only those tiers
 #   scripts/test.sh bench           the benchmarks (results in tests/bench/results/)
 set -euo pipefail
@@ -12,7 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 tiers=("$@")
-[[ ${#tiers[@]} -gt 0 ]] || tiers=(unit chart cluster smoke browser pilot harvester)
+[[ ${#tiers[@]} -gt 0 ]] || tiers=(unit chart cluster faults smoke browser pilot harvester)
 wants() { local t; for t in "${tiers[@]}"; do [[ "$t" == "$1" ]] && return 0; done; return 1; }
 
 step() { printf '\n== %s\n' "$*"; }
@@ -25,7 +25,7 @@ wants harvester && flags+=(--harvester)
 wants browser && flags+=(--browser)
 bash scripts/bootstrap.sh "${flags[@]}"
 
-if wants cluster || wants bench || wants harvester; then
+if wants cluster || wants faults || wants bench || wants harvester; then
   step "local Kubernetes control plane (built once from the Go module proxy, then cached)"
   bash scripts/test-cluster.sh build
   if ! bash scripts/test-cluster.sh status >/dev/null 2>&1; then
