@@ -361,6 +361,14 @@ cmd_up() {
   wait_for "ServiceAccount default/default" 90 sa_exists
   kc wait --for=condition=Ready node --all --timeout=90s >>"$STATE/up.log" 2>&1 ||
     die "nodes not Ready (see $STATE/up.log)"
+  # kwok's node template has no ephemeral storage, and every container of the chart requests
+  # some: give each simulated node what a real one reports, or every session pod stays Pending.
+  local node
+  for node in $(kc get nodes -o name); do
+    kc patch "$node" --subresource=status --type=merge \
+      -p '{"status":{"capacity":{"ephemeral-storage":"1Ti"},"allocatable":{"ephemeral-storage":"1Ti"}}}' \
+      >>"$STATE/up.log" 2>&1 || die "cannot give $node ephemeral storage (see $STATE/up.log)"
+  done
   cluster_healthy || die "cluster not healthy after start"
   log "cluster $CLUSTER_NAME up in $((SECONDS - start))s"
   cmd_env
