@@ -458,13 +458,15 @@ sys.exit(int(os.environ.get("FAKE_RC", "0")))
 """
 
 
-def run_wrapper(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_wrapper(
+    tmp_path: Path, env: dict[str, str], args: tuple[str, ...] = ("-w", "generic")
+) -> subprocess.CompletedProcess[str]:
     fake = tmp_path / "pilot.py"
     fake.write_text(FAKE_PILOT)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     return subprocess.run(
-        ["sh", str(CHART_WRAPPER), sys.executable, str(fake), "--pod", "--workdir", str(run_dir)],
+        ["sh", str(CHART_WRAPPER), sys.executable, str(fake), "--pod", *args, "--workdir", str(run_dir)],
         env={"PATH": os.environ["PATH"], **env},
         capture_output=True,
         text=True,
@@ -515,6 +517,18 @@ def test_pilot_wrapper_exits_as_the_job_ended(tmp_path: Path, env: dict[str, str
     assert argv[-2:] == ["--cleanup", "False"], "the wrapper must keep the pilot's files for itself"
     left = sorted(p.name for p in run_dir.iterdir())
     assert left == ["argv"], f"the pilot's work directory was not removed: {left}"
+
+
+@pytest.mark.parametrize("args", [("-w", "stager"), ("--workflow", "stager"), ("--workflow=stager",)])
+@pytest.mark.parametrize("pilot_rc", [0, 6])
+def test_pilot_wrapper_keeps_the_stager_pilots_own_exit_code(
+    tmp_path: Path, args: tuple[str, ...], pilot_rc: int
+) -> None:
+    """Interactive: the stager reports a job without inputs as failed while the session goes on."""
+    env = {"FAKE_UPDATES": "state=failed,transExitCode=0,pilotErrorCode=1200", "FAKE_RC": str(pilot_rc)}
+    result = run_wrapper(tmp_path, env, args)
+    assert result.returncode == pilot_rc, result.stderr
+    assert not list((tmp_path / "run").glob("PanDA_Pilot3_*"))
 
 
 def test_pilot_wrapper_forwards_sigterm_and_waits_for_the_pilot(tmp_path: Path) -> None:

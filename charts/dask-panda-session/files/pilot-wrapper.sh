@@ -10,6 +10,9 @@
 #   - the job failed (or is holding)         -> the payload's exit code (1..255), else the pilot's
 #                                               own non-zero exit code, else 1
 #   - no final update was made               -> the pilot's own exit code
+#   - the stager workflow (-w stager, interactive sessions) -> the pilot's own exit code: there
+#     the pilot only stages the inputs, the session is JupyterLab's, and the pinned stager pilot
+#     reports a job without input files as failed while the session goes on
 # The final state is what the pilot itself last sent to PanDA: it writes every updateJob to
 # curl_updateJob_<PandaID>.config (lines data="key=value", URL-encoded) in its main work
 # directory <--workdir>/PanDA_Pilot3_<pid>_<time>. When that update carries transExitCode=0 for a
@@ -33,18 +36,21 @@ if [ "$#" -eq 0 ]; then
   exit 2
 fi
 
-# the pilot's --workdir (where it makes its main work directory); its start directory otherwise
+# the pilot's --workdir (where it makes its main work directory; its start directory otherwise)
+# and its workflow (-w/--workflow)
 workdir=.
-expect_workdir=0
+workflow=generic
+previous=
 for arg in "$@"; do
-  if [ "$expect_workdir" = 1 ]; then
-    workdir=$arg
-    expect_workdir=0
-  fi
-  case "$arg" in
-    --workdir) expect_workdir=1 ;;
-    --workdir=*) workdir=${arg#--workdir=} ;;
+  case "$previous" in
+    --workdir) workdir=$arg ;;
+    -w | --workflow) workflow=$arg ;;
   esac
+  case "$arg" in
+    --workdir=*) workdir=${arg#--workdir=} ;;
+    --workflow=*) workflow=${arg#--workflow=} ;;
+  esac
+  previous=$arg
 done
 
 "$@" --cleanup False &
@@ -84,6 +90,11 @@ for home in "$workdir"/PanDA_Pilot3_"$pilot"_*; do
   done
   rm -rf -- "$home"
 done
+
+if [ "$workflow" = stager ]; then
+  echo "pilot-wrapper: stager workflow, job state ${state:-unknown}: the pilot's exit code $pilot_rc" >&2
+  exit "$pilot_rc"
+fi
 
 case "$state" in
   finished)
