@@ -4,6 +4,10 @@
 # Why a script: the pilot takes its settings as arguments, while Harvester and the chart speak
 # env vars; this is the one place that maps one onto the other. Arguments given to the container
 # (e.g. `-d` for debug logging) are appended to the pilot's command line.
+#
+# The pilot runs under pilot-wrapper.sh (the chart's files/pilot-wrapper.sh, the same file), so the
+# container's exit code follows the job: the payload's exit code (or the pilot's own non-zero one)
+# when the job failed, 0 when it finished; SIGTERM reaches the pilot for its graceful end.
 set -eu
 
 : "${PILOT_WORKFLOW:?PILOT_WORKFLOW is not set}"
@@ -23,7 +27,7 @@ cd "$PILOT_WORKDIR"
 printf 'pilot-entrypoint: workflow=%s queue=%s label=%s workdir=%s server=%s\n' \
   "$PILOT_WORKFLOW" "$PILOT_QUEUE" "$PILOT_JOB_LABEL" "$PILOT_WORKDIR" "$PILOT_PANDA_SERVER"
 
-exec python3 "$PANDA_PILOT_SCRIPT" \
+exec pilot-wrapper.sh python3 "$PANDA_PILOT_SCRIPT" \
   --pod \
   --noproxyverification \
   -w "$PILOT_WORKFLOW" \
@@ -34,4 +38,5 @@ exec python3 "$PANDA_PILOT_SCRIPT" \
   --url "$PILOT_PANDA_SERVER" \
   --lifetime "$PILOT_LIFETIME" \
   --leasetime "$PILOT_LEASETIME" \
+  --harvester-submit-mode PUSH \
   "$@"

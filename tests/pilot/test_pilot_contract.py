@@ -76,6 +76,15 @@ def test_job_page_ids_are_given(rendered: RenderedPilot) -> None:
     assert env.get("GTAG"), "GTAG (the pilot log link) is missing"
 
 
+def test_pilot_runs_under_the_wrapper(rendered: RenderedPilot, repo_root: Path) -> None:
+    """The container's exit code must follow the job: the pilot itself exits 0 after a failed payload."""
+    wrapper = (repo_root / "charts" / "dask-panda-session" / "files" / "pilot-wrapper.sh").read_text()
+    assert rendered.argv[:2] == ["sh", "-c"], rendered.argv[:2]
+    assert rendered.argv[2] == wrapper, "the wrapper text was changed on its way into the container"
+    assert rendered.argv[3:6] == ["pilot-wrapper", "python3", "/opt/pilot3/pilot.py"], rendered.argv[3:6]
+    assert "--cleanup" not in rendered.argv, "the wrapper gives --cleanup itself (it cleans up after reading)"
+
+
 def test_pilot_does_not_need_cvmfs(rendered: RenderedPilot) -> None:
     assert rendered.env.get("NO_CVMFS_OK") == "1", sorted(rendered.env)
 

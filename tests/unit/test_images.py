@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -416,3 +418,188 @@ def test_chart_starts_the_pilot_where_the_pilot_image_has_it() -> None:
             env.update(re.findall(r"([A-Z0-9_]+)=(\S+)", rest))
     assert command[-1] == env["PANDA_PILOT_SCRIPT"]
     assert command[0] == "python3"
+
+
+# --- the pilot wrapper: the container's exit code follows the job -----------------------------------
+
+CHART_WRAPPER = CHART / "files" / "pilot-wrapper.sh"
+IMAGE_WRAPPER = IMAGES / "pilot" / "pilot-wrapper.sh"
+
+# A stand-in for pilot.py: makes its main work directory as the pinned pilot does
+# (<--workdir>/PanDA_Pilot3_<pid>_<time>), leaves there what FAKE_* tell it to, records its argv,
+# and exits FAKE_RC. With FAKE_WAIT_TERM it waits for SIGTERM and records that it got it.
+FAKE_PILOT = r"""
+import os, signal, sys, time
+argv = sys.argv[1:]
+workdir = argv[argv.index("--workdir") + 1]
+home = os.path.join(workdir, "PanDA_Pilot3_%d_%d" % (os.getpid(), int(time.time())))
+os.makedirs(os.path.join(home, "PanDA_Pilot-1"))
+with open(os.path.join(workdir, "argv"), "w") as out:
+    out.write("\n".join(argv))
+updates = os.environ.get("FAKE_UPDATES", "")
+if updates:
+    with open(os.path.join(home, "curl_updateJob_1.config"), "w") as out:
+        for pair in updates.split(","):
+            out.write('data="%s"\n' % pair)
+log = os.environ.get("FAKE_LOG", "")
+if log:
+    with open(os.path.join(home, "PanDA_Pilot-1", "pilotlog.txt"), "w") as out:
+        out.write("2026-01-01 00:00:00,000 | WARNING  | %s\n" % log)
+if os.environ.get("FAKE_WAIT_TERM"):
+    def ended(signum, frame):
+        with open(os.path.join(workdir, "terminated"), "w") as out:
+            out.write(str(signum))
+        sys.exit(int(os.environ.get("FAKE_RC", "0")))
+    signal.signal(signal.SIGTERM, ended)
+    open(os.path.join(workdir, "ready"), "w").close()
+    time.sleep(60)
+    sys.exit(99)
+sys.exit(int(os.environ.get("FAKE_RC", "0")))
+"""
+
+
+def run_wrapper(
+    tmp_path: Path, env: dict[str, str], args: tuple[str, ...] = ("-w", "generic")
+) -> subprocess.CompletedProcess[str]:
+    fake = tmp_path / "pilot.py"
+    fake.write_text(FAKE_PILOT)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    return subprocess.run(
+        ["sh", str(CHART_WRAPPER), sys.executable, str(fake), "--pod", *args, "--workdir", str(run_dir)],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"FAKE_UPDATES": "state=running,transExitCode=0"}, 0),  # no final update: the pilot's own code
+        ({"FAKE_UPDATES": "state=running", "FAKE_RC": "5"}, 5),
+        ({"FAKE_RC": "7"}, 7),  # the pilot never updated (e.g. it failed at start)
+        ({"FAKE_UPDATES": "jobId=1,state=finished,transExitCode=0"}, 0),
+        ({"FAKE_UPDATES": "state=finished,transExitCode=0", "FAKE_RC": "3"}, 0),
+        ({"FAKE_UPDATES": "state=failed,transExitCode=3,pilotErrorCode=1305"}, 3),
+        # the pinned pilot's final update can precede its reading of the payload's exit code
+        (
+            {
+                "FAKE_UPDATES": "state=failed,transExitCode=0",
+                "FAKE_LOG": "main payload execution returned non-zero exit code: 3",
+            },
+            3,
+        ),
+        ({"FAKE_UPDATES": "state=holding,transExitCode=0", "FAKE_RC": "64"}, 64),
+        ({"FAKE_UPDATES": "state=failed,transExitCode=0,pilotErrorCode=1144"}, 1),  # tobekilled
+        ({"FAKE_UPDATES": "state=failed,transExitCode=300"}, 1),  # not a shell exit code
+    ],
+    ids=[
+        "running-rc0",
+        "running-rc5",
+        "no-update-rc7",
+        "finished",
+        "finished-pilot-rc3",
+        "failed-trans3",
+        "failed-log3",
+        "holding-pilot-rc64",
+        "failed-no-code",
+        "failed-code-out-of-range",
+    ],
+)
+def test_pilot_wrapper_exits_as_the_job_ended(tmp_path: Path, env: dict[str, str], expected: int) -> None:
+    result = run_wrapper(tmp_path, env)
+    assert result.returncode == expected, result.stderr
+    run_dir = tmp_path / "run"
+    argv = (run_dir / "argv").read_text().splitlines()
+    assert argv[-2:] == ["--cleanup", "False"], "the wrapper must keep the pilot's files for itself"
+    left = sorted(p.name for p in run_dir.iterdir())
+    assert left == ["argv"], f"the pilot's work directory was not removed: {left}"
+
+
+@pytest.mark.parametrize("args", [("-w", "stager"), ("--workflow", "stager"), ("--workflow=stager",)])
+@pytest.mark.parametrize("pilot_rc", [0, 6])
+def test_pilot_wrapper_keeps_the_stager_pilots_own_exit_code(
+    tmp_path: Path, args: tuple[str, ...], pilot_rc: int
+) -> None:
+    """Interactive: the stager reports a job without inputs as failed while the session goes on."""
+    env = {"FAKE_UPDATES": "state=failed,transExitCode=0,pilotErrorCode=1200", "FAKE_RC": str(pilot_rc)}
+    result = run_wrapper(tmp_path, env, args)
+    assert result.returncode == pilot_rc, result.stderr
+    assert not list((tmp_path / "run").glob("PanDA_Pilot3_*"))
+
+
+def test_pilot_wrapper_forwards_sigterm_and_waits_for_the_pilot(tmp_path: Path) -> None:
+    fake = tmp_path / "pilot.py"
+    fake.write_text(FAKE_PILOT)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "FAKE_WAIT_TERM": "1",
+        "FAKE_UPDATES": "state=failed,transExitCode=4",
+    }
+    process = subprocess.Popen(
+        ["sh", str(CHART_WRAPPER), sys.executable, str(fake), "--workdir", str(run_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(600):
+            if (run_dir / "ready").exists():
+                break
+            time.sleep(0.05)
+        assert (run_dir / "ready").exists(), "the stand-in pilot did not start"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (run_dir / "terminated").read_text() == str(int(signal.SIGTERM)), stderr
+    assert process.returncode == 4, stderr
+    assert not list(run_dir.glob("PanDA_Pilot3_*"))
+
+
+def test_pilot_wrapper_refuses_to_run_nothing(tmp_path: Path) -> None:
+    result = subprocess.run(["sh", str(CHART_WRAPPER)], capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "no pilot command" in result.stderr
+
+
+def test_pilot_wrapper_survives_kubernetes_expansion() -> None:
+    """The chart passes the wrapper in the container command, where $(NAME) and $$ are rewritten."""
+    text = CHART_WRAPPER.read_text()
+    assert "$(" not in text
+    assert "$$" not in text
+
+
+def test_pilot_image_runs_the_charts_wrapper() -> None:
+    assert IMAGE_WRAPPER.read_bytes() == CHART_WRAPPER.read_bytes(), (
+        "images/pilot/pilot-wrapper.sh must be a copy of charts/dask-panda-session/files/pilot-wrapper.sh"
+    )
+    assert os.access(IMAGE_WRAPPER, os.X_OK)
+    script = (IMAGES / "pilot" / "pilot-entrypoint.sh").read_text()
+    assert 'exec pilot-wrapper.sh python3 "$PANDA_PILOT_SCRIPT"' in script
+    copies = [
+        rest for name, rest in dockerfile_instructions(IMAGES / "pilot" / "Dockerfile") if name == "COPY"
+    ]
+    assert any("pilot-wrapper.sh" in rest and rest.endswith("/usr/local/bin/") for rest in copies), copies
+
+
+def test_chart_runs_the_pilot_under_the_wrapper() -> None:
+    template = (CHART / "templates" / "pilot.yaml").read_text()
+    command = re.search(r"^      command:\n((?:        .*\n)+)", template, re.MULTILINE)
+    assert command is not None, "the pilot container has no command block"
+    lines = [line.strip() for line in command.group(1).splitlines()]
+    assert lines == [
+        "- sh",
+        "- -c",
+        '- {{ .Files.Get "files/pilot-wrapper.sh" | quote }}',
+        "- pilot-wrapper",
+        "{{- toYaml .Values.pilot.command | nindent 8 }}",
+    ]
