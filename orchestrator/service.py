@@ -30,7 +30,7 @@ from orchestrator import helm as helm_mod
 from orchestrator import kube as kube_mod
 from orchestrator import session as session_mod
 from orchestrator.errors import DaskPandaSessionError, InputError
-from orchestrator.job import PandaJob, parse_job
+from orchestrator.job import PandaJob, parse_job, parse_release_name
 from orchestrator.session import (
     CLOCK_SKEW_TOLERANCE,
     DEADLINE_REASONS,
@@ -41,7 +41,15 @@ from orchestrator.session import (
     group_pods_by_release,
 )
 from orchestrator.submit import Submit, SubmitBusy
-from orchestrator.values import QueueConfig, RenderedValues, load_queue, render_values, secret_name
+from orchestrator.values import (
+    QueueConfig,
+    RenderedValues,
+    deep_merge,
+    job_directory,
+    load_queue,
+    render_values,
+    secret_name,
+)
 
 __all__ = [
     "Ended",
@@ -346,11 +354,21 @@ class SessionService:
         self, release: str, namespace: str, *, verify: bool = True, keep_lock: bool = False
     ) -> SweepResult:
         """`sweep`; with `keep_lock`, the job's Secret stays (a submit replacing the release
-        holds it as its lock) and "clean" means nothing else labelled for the job remains."""
+        holds it as its lock) and "clean" means nothing else labelled for the job remains.
+
+        The job's directory counts: the pre-delete hook removes it and fails when it cannot. When
+        the hooks did not succeed (failed, timed out, skipped for a wedged release), the release
+        is uninstalled without them and the chart's cleanup step runs once the session's pods are
+        gone, so that files they held open (NFS keeps such files as `.nfs*` entries until closed)
+        no longer block it. A cleanup that fails or times out makes the sweep not clean, with the
+        directory named in `remaining` and in a note. A hook that succeeded has removed the
+        directory (it checks), so the cleanup step does not run again.
+        """
         ns = namespace
         notes: list[str] = []
         used_fallback = False
         cleanup_completed: bool | None = None
+        directory: str | None = None
         info = self.helm.release(release, ns)
         if info is not None:
             values: dict[str, Any] | None = None
@@ -362,18 +380,24 @@ class SessionService:
                 notes.append(f"uninstall with hooks failed: {err}")
                 used_fallback = True
                 try:
-                    values = self.helm.get_values(release, ns)
+                    values = self.helm.get_values(release, ns) or None
                 except helm_mod.HelmError as verr:
                     notes.append(f"cannot read the release values for the cleanup step: {verr}")
                 self.helm.uninstall(release, ns, no_hooks=True, timeout=self.settings.uninstall_timeout)
-            if values is not None:
-                cleanup_completed = self._run_cleanup(release, ns, values, notes)
+                if values is None:
+                    values = self.cleanup_values(release, notes)
+                directory = job_directory_of(values) if values is not None else None
+                cleanup_completed = self.clean_job_directory(release, ns, values, notes)
         if not keep_lock:
             self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
         self.delete_leftovers(ns, release, keep_lock=keep_lock)
         remaining: list[str] = []
         if verify:
             remaining = self._wait_gone(ns, release, keep_lock=keep_lock)
+        if cleanup_completed is False:
+            left = f"directory {directory}" if directory else f"the job directory of {release}"
+            remaining.append(left)
+            notes.append(f"{left} may remain on the shared volume: its cleanup did not succeed")
         return SweepResult(
             release=release,
             namespace=ns,
@@ -384,6 +408,62 @@ class SessionService:
             remaining=tuple(remaining),
             notes=tuple(notes),
         )
+
+    def cleanup_values(self, release: str, notes: list[str]) -> dict[str, Any] | None:
+        """Values to render the cleanup step from when the release's own cannot be read.
+
+        The cleanup Job needs only the shared volume, the cleanup image, the hooks' settings and
+        the job's identity: the first three come from this service's queue values (the queue the
+        release was made from), the identity (PandaID and attempt) from the release name, which
+        `orchestrator.job.release_name` derives from them. None, with a note, when the name is
+        not one of ours or the queue cannot be read.
+        """
+        ident = parse_release_name(release)
+        if ident is None:
+            notes.append(
+                f"cannot rebuild the cleanup step: {release!r} is not a <prefix>-<PandaID>[-a<attempt>] name"
+            )
+            return None
+        try:
+            queue = self.queue()
+        except DaskPandaSessionError as err:
+            notes.append(f"cannot rebuild the cleanup step: queue {self.settings.queue}: {err}")
+            return None
+        pandaid, attempt = ident
+        identity = {
+            "job": {"pandaId": str(pandaid), "attempt": attempt, "definitionSha256": "0" * 64},
+            "secrets": {"existingSecret": secret_name(release)},
+        }
+        return deep_merge(queue.values, identity)
+
+    def clean_job_directory(
+        self, release: str, namespace: str, values: Mapping[str, Any] | None, notes: list[str]
+    ) -> bool:
+        """Remove the job's directory once the session's pods are gone: the chart's cleanup step.
+
+        Used where the pre-delete hook did not run or did not succeed: the sweep's fallback and the
+        undo of a failed submit (whose prepare hook may have made the directory). Returns whether
+        the directory is gone; a failure is described in `notes`. `values` None (they could not be
+        read nor rebuilt) is a failure.
+        """
+        if values is None:
+            notes.append("the cleanup step cannot run: no values to render it from")
+            return False
+        self.delete_leftovers(namespace, release, keep_lock=True)
+        if not self._wait_pods_gone(namespace, release):
+            notes.append("the session's pods were still present when the cleanup step started")
+        return self._run_cleanup(release, namespace, values, notes)
+
+    def _wait_pods_gone(self, namespace: str, release: str) -> bool:
+        """Wait (up to `verify_timeout`) until no pod of the release is left, deleting again."""
+        deadline = time.monotonic() + self.settings.verify_timeout
+        selector = kube_mod.instance_selector(release)
+        while self.kube.list_pods(namespace, selector):
+            if time.monotonic() > deadline:
+                return False
+            self.delete_leftovers(namespace, release, keep_lock=True)
+            self.sleep(1.0)
+        return True
 
     def delete_leftovers(self, namespace: str, release: str, *, keep_lock: bool = False) -> None:
         """Delete every object labelled for the job (but its Secret, with `keep_lock`)."""
@@ -446,11 +526,17 @@ class SessionService:
                 if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
                     done = bool(cond["type"] == "Complete")
                     if not done:
-                        notes.append(f"cleanup step failed: {cond.get('reason')}: {cond.get('message')}")
+                        notes.append(
+                            f"cleanup step failed for directory {job_directory_of(values)}: "
+                            f"{cond.get('reason')}: {cond.get('message')}"
+                        )
                     self.kube.delete(kube_mod.JOB, namespace, name)
                     return done
             self.sleep(1.0)
-        notes.append(f"cleanup step did not finish within {self.settings.cleanup_timeout:.0f} s")
+        notes.append(
+            f"cleanup step for directory {job_directory_of(values)} did not finish within "
+            f"{self.settings.cleanup_timeout:.0f} s"
+        )
         self.kube.delete(kube_mod.JOB, namespace, name)
         return False
 
@@ -579,6 +665,23 @@ class SessionService:
             if value and str(value).isdigit():
                 return float(value)
         return self.settings.default_lifetime_seconds
+
+
+def job_directory_of(values: Mapping[str, Any]) -> str:
+    """The job's directory on the shared volume, as the chart names it from these values
+    (`<sharedVolume.jobsDirectory>/<job.pandaId>-<job.attempt>`), for messages."""
+    job = _mapping(values.get("job"))
+    shared = _mapping(values.get("sharedVolume"))
+    try:
+        name = job_directory(int(str(job.get("pandaId"))), int(str(job.get("attempt", 0))))
+    except ValueError:
+        name = f"{job.get('pandaId')}-{job.get('attempt', 0)}"
+    parent = str(shared.get("jobsDirectory") or "").strip("/")
+    return f"{parent}/{name}" if parent else name
+
+
+def _mapping(node: object) -> Mapping[str, Any]:
+    return node if isinstance(node, Mapping) else {}
 
 
 def _created(obj: Mapping[str, Any]) -> datetime | None:
