@@ -18,6 +18,7 @@ Costs, by design:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -335,10 +336,12 @@ class SessionService:
         """End a session now: uninstall (hooks run), falling back as in `sweep` if they wedge.
 
         Cheap when the release is already gone (Harvester calls it again for every finished
-        worker): one `helm status` and one Secret DELETE; `sweep` does the thorough check.
+        worker): one `helm status`, one Job GET (a cleanup of the job's directory that failed
+        before is run again, as in `sweep`) and one Secret DELETE; `sweep` does the thorough
+        check.
         """
         ns = namespace or self.settings.namespace
-        if self.helm.release(release, ns) is None:
+        if self.helm.release(release, ns) is None and self.pending_cleanup(release, ns) is None:
             self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
             return SweepResult(release=release, namespace=ns, clean=True, release_existed=False)
         return self.sweep(release, namespace=ns, verify=False)
@@ -388,6 +391,9 @@ class SessionService:
                     values = self.cleanup_values(release, notes)
                 directory = job_directory_of(values) if values is not None else None
                 cleanup_completed = self.clean_job_directory(release, ns, values, notes)
+        elif (record := self.pending_cleanup(release, ns)) is not None:
+            directory = str((record["metadata"].get("annotations") or {}).get(ANN_PENDING_DIRECTORY) or "") or None
+            cleanup_completed = self._retry_cleanup(release, ns, record, notes)
         if not keep_lock:
             self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
         self.delete_leftovers(ns, release, keep_lock=keep_lock)
@@ -503,10 +509,11 @@ class SessionService:
 
     def _run_cleanup(self, release: str, namespace: str, values: Mapping[str, Any], notes: list[str]) -> bool:
         """Run the chart's own cleanup Job (rendered by helm, without its hook annotations)."""
+        directory = job_directory_of(values)
         try:
             objects = self.helm.template(release, namespace, values, show_only="Job")
         except helm_mod.HelmError as err:
-            notes.append(f"cannot render the cleanup step: {err}")
+            notes.append(f"cannot render the cleanup step for directory {directory}: {err}")
             return False
         job = next((o for o in objects if o["metadata"]["name"] == f"{release}-cleanup"), None)
         if job is None:
@@ -514,31 +521,104 @@ class SessionService:
             return False
         for key in [k for k in job["metadata"].get("annotations", {}) if k.startswith("helm.sh/")]:
             del job["metadata"]["annotations"][key]
-        name = job["metadata"]["name"]
+        return self._execute_cleanup(release, namespace, job, directory, notes)
+
+    def _execute_cleanup(
+        self, release: str, namespace: str, job: Mapping[str, Any], directory: str, notes: list[str]
+    ) -> bool:
+        """Run one cleanup Job to its end; a failure leaves a pending-cleanup record behind.
+
+        The record (`pending_cleanup_name`) is a suspended Job, so it runs nothing: it keeps the
+        cleanup Job to run again and the directory's name, and it carries no instance label, so
+        the deletion of a release's leftovers does not take it. While it exists, `kill` and `sweep`
+        of the release (even once the release is gone) run the cleanup again and are not clean
+        until it succeeds: Harvester's sweep cannot forget a directory that is still there.
+        """
+        name = str(job["metadata"]["name"])
         self.kube.delete(kube_mod.JOB, namespace, name)
         deadline = time.monotonic() + self.settings.cleanup_timeout
         while self.kube.get(kube_mod.JOB, namespace, name) is not None and time.monotonic() < deadline:
             self.sleep(1.0)
         self.kube.create(kube_mod.JOB, namespace, job)
+        failure = f"cleanup step for directory {directory} did not finish within {self.settings.cleanup_timeout:.0f} s"
+        done = False
         while time.monotonic() < deadline:
             current = self.kube.get(kube_mod.JOB, namespace, name) or {}
-            for cond in current.get("status", {}).get("conditions", []) or []:
-                if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
-                    done = bool(cond["type"] == "Complete")
-                    if not done:
-                        notes.append(
-                            f"cleanup step failed for directory {job_directory_of(values)}: "
-                            f"{cond.get('reason')}: {cond.get('message')}"
-                        )
-                    self.kube.delete(kube_mod.JOB, namespace, name)
-                    return done
+            finished = [
+                cond
+                for cond in current.get("status", {}).get("conditions", []) or []
+                if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed")
+            ]
+            if finished:
+                done = finished[0].get("type") == "Complete"
+                reason, message = finished[0].get("reason"), finished[0].get("message")
+                failure = f"cleanup step failed for directory {directory}: {reason}: {message}"
+                break
             self.sleep(1.0)
-        notes.append(
-            f"cleanup step for directory {job_directory_of(values)} did not finish within "
-            f"{self.settings.cleanup_timeout:.0f} s"
-        )
         self.kube.delete(kube_mod.JOB, namespace, name)
+        if done:
+            self.kube.delete(kube_mod.JOB, namespace, pending_cleanup_name(release))
+            return True
+        notes.append(failure)
+        self._record_pending_cleanup(release, namespace, job, directory, notes)
         return False
+
+    def _record_pending_cleanup(
+        self, release: str, namespace: str, job: Mapping[str, Any], directory: str, notes: list[str]
+    ) -> None:
+        name = pending_cleanup_name(release)
+        if self.kube.get(kube_mod.JOB, namespace, name) is not None:
+            return
+        template = job.get("spec", {}).get("template", {})
+        record = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "app.kubernetes.io/name": "dask-panda-session",
+                    "app.kubernetes.io/managed-by": "dask-panda-session",
+                    PENDING_CLEANUP_LABEL: release,
+                },
+                "annotations": {
+                    ANN_PENDING_DIRECTORY: directory,
+                    ANN_PENDING_JOB: json.dumps(job, sort_keys=True, separators=(",", ":")),
+                },
+            },
+            # never runs: a record, not work (a pod template is required, so the cleanup's own)
+            "spec": {
+                "suspend": True,
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": {"labels": {PENDING_CLEANUP_LABEL: release}},
+                    "spec": template.get("spec", {}),
+                },
+            },
+        }
+        try:
+            self.kube.create(kube_mod.JOB, namespace, record)
+        except kube_mod.KubeError as err:
+            notes.append(f"cannot record the pending cleanup of {directory}: {err}")
+
+    def pending_cleanup(self, release: str, namespace: str) -> dict[str, Any] | None:
+        """The record of a cleanup that failed for this release (see `_execute_cleanup`), or None."""
+        return self.kube.get(kube_mod.JOB, namespace, pending_cleanup_name(release))
+
+    def _retry_cleanup(self, release: str, namespace: str, record: Mapping[str, Any], notes: list[str]) -> bool:
+        """Run the recorded cleanup Job again (the release is gone: no pod of it holds files)."""
+        annotations = record.get("metadata", {}).get("annotations", {}) or {}
+        directory = str(annotations.get(ANN_PENDING_DIRECTORY) or f"the job directory of {release}")
+        try:
+            job = json.loads(str(annotations.get(ANN_PENDING_JOB)))
+        except ValueError:
+            job = None
+        if not isinstance(job, dict) or job.get("metadata", {}).get("name") != f"{release}-cleanup":
+            notes.append(f"the pending cleanup of {directory} is unreadable: remove the directory by hand")
+            return False
+        notes.append(f"running the pending cleanup of directory {directory} again")
+        if not self._wait_pods_gone(namespace, release):
+            notes.append("the session's pods were still present when the cleanup step started")
+        return self._execute_cleanup(release, namespace, job, directory, notes)
 
     # -- deadlines / gc ------------------------------------------------------------------------
     def overdue(
@@ -665,6 +745,18 @@ class SessionService:
             if value and str(value).isdigit():
                 return float(value)
         return self.settings.default_lifetime_seconds
+
+
+PENDING_CLEANUP_LABEL = "dask-panda-session/pending-cleanup-of"
+"""Label of a pending-cleanup record: the release whose directory is still to be removed."""
+ANN_PENDING_DIRECTORY = "dask-panda-session/directory"
+ANN_PENDING_JOB = "dask-panda-session/cleanup-job"
+
+
+def pending_cleanup_name(release: str) -> str:
+    """The pending-cleanup record of a release (`<release>-cleanup-pending`: at most 56 characters,
+    since release names are at most 40)."""
+    return f"{release}-cleanup-pending"
 
 
 def job_directory_of(values: Mapping[str, Any]) -> str:
