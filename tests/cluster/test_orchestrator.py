@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.kube import APP_SELECTOR, SECRET, KubeConflict
-from orchestrator.service import SessionService
+from orchestrator.service import ANN_PENDING_JOB, SessionService, pending_cleanup_name
 from orchestrator.session import Phase, SessionState
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import (
@@ -375,14 +375,48 @@ def test_sweep_recovers_from_a_wedged_pre_delete_hook(
         timeout=120,
     )
     assert wedge.returncode == 0, wedge.stderr
-    started = time.monotonic()
     outcome = svc.sweep(result.release)
     assert outcome.used_fallback is True
     assert any("uninstall with hooks failed" in n for n in outcome.notes), outcome.notes
-    assert outcome.clean, outcome
+    # The fallback cleanup step runs with the same pod settings, so it cannot pull either: the job's
+    # directory is not known to be gone, and the sweep says so instead of reporting clean.
+    directory = f"directory {result.pandaid}-0"
+    assert not outcome.clean, outcome
+    assert outcome.cleanup_completed is False
+    assert outcome.remaining == (directory,), outcome
     assert labelled(kube_cluster, queue_ns, result.release) == []
     assert svc.helm.release(result.release, queue_ns) is None
-    assert time.monotonic() - started < 180
+    # The record of the pending cleanup (a suspended Job: it runs nothing) keeps the verdict once
+    # the release is gone: a later kill or sweep runs the cleanup again.
+    record = json.loads(
+        kube_cluster.kubectl_run(
+            "get", "job", pending_cleanup_name(result.release), "-n", queue_ns, "-o", "json"
+        ).stdout
+    )
+    assert record["spec"]["suspend"] is True
+    assert not svc.sweep(result.release).clean
+    # The site fixes the image: the recorded cleanup Job pulls now, and the sweep is clean.
+    annotations = record["metadata"]["annotations"]
+    recorded = json.loads(annotations[ANN_PENDING_JOB])
+    recorded["spec"]["template"]["metadata"].setdefault("annotations", {}).pop(IMAGE_PULL, None)
+    kube_cluster.kubectl_run(
+        "annotate",
+        "job",
+        pending_cleanup_name(result.release),
+        "-n",
+        queue_ns,
+        "--overwrite",
+        f"{ANN_PENDING_JOB}={json.dumps(recorded)}",
+    )
+    final = svc.sweep(result.release)
+    assert final.clean, final
+    assert final.cleanup_completed is True
+    assert (
+        kube_cluster.kubectl_run(
+            "get", "job", pending_cleanup_name(result.release), "-n", queue_ns, check=False
+        ).returncode
+        != 0
+    )
 
 
 def test_gc_removes_orphans_and_expired_releases(
