@@ -32,6 +32,7 @@ from orchestrator import kube as kube_mod
 from orchestrator import session as session_mod
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.job import PandaJob, parse_job, parse_release_name
+from orchestrator.jobdirs import GC_RUN_LABEL, DirectoryCounts, gc_job, parse_counts
 from orchestrator.session import (
     CLOCK_SKEW_TOLERANCE,
     DEADLINE_REASONS,
@@ -151,6 +152,9 @@ class GcActions(list[GcAction]):
     ) -> None:
         super().__init__(actions)
         self.failures: dict[str, DaskPandaSessionError] = dict(failures or {})
+        # what the directory gc Job found on the shared volume (None: it did not report)
+        self.directories: DirectoryCounts | None = None
+        self.directory_notes: list[str] = []
 
 
 class Ended(dict[str, str]):
@@ -509,19 +513,27 @@ class SessionService:
 
     def _run_cleanup(self, release: str, namespace: str, values: Mapping[str, Any], notes: list[str]) -> bool:
         """Run the chart's own cleanup Job (rendered by helm, without its hook annotations)."""
-        directory = job_directory_of(values)
+        job = self._render_cleanup(release, namespace, values, notes)
+        if job is None:
+            return False
+        return self._execute_cleanup(release, namespace, job, job_directory_of(values), notes)
+
+    def _render_cleanup(
+        self, release: str, namespace: str, values: Mapping[str, Any], notes: list[str]
+    ) -> dict[str, Any] | None:
+        """The chart's cleanup Job for these values, without its hook annotations (None: a note)."""
         try:
             objects = self.helm.template(release, namespace, values, show_only="Job")
         except helm_mod.HelmError as err:
-            notes.append(f"cannot render the cleanup step for directory {directory}: {err}")
-            return False
+            notes.append(f"cannot render the cleanup step for directory {job_directory_of(values)}: {err}")
+            return None
         job = next((o for o in objects if o["metadata"]["name"] == f"{release}-cleanup"), None)
         if job is None:
             notes.append("the chart rendered no cleanup Job")
-            return False
+            return None
         for key in [k for k in job["metadata"].get("annotations", {}) if k.startswith("helm.sh/")]:
             del job["metadata"]["annotations"][key]
-        return self._execute_cleanup(release, namespace, job, directory, notes)
+        return job
 
     def _execute_cleanup(
         self, release: str, namespace: str, job: Mapping[str, Any], directory: str, notes: list[str]
@@ -705,7 +717,9 @@ class SessionService:
             lifetime = self._lifetime(by_instance.get(name, []))
             if info.updated is not None and now - info.updated > timedelta(seconds=lifetime) + grace:
                 result.append(GcAction(name, f"release older than its lifetime ({lifetime:.0f} s)"))
+        keep = self._live_directories(releases, by_instance)
         if dry_run:
+            self.gc_directories(ns, keep, dry_run=True, into=result)
             return result
         done = GcActions(failures=result.failures)
         for action in result:
@@ -720,7 +734,71 @@ class SessionService:
                 self._failed(done.failures, action.release, err, "collect", ns, result)
                 continue
             done.append(action)
+        self.gc_directories(ns, keep, dry_run=False, into=done)
         return done
+
+    @staticmethod
+    def _live_directories(releases: Iterable[str], instances: Iterable[str]) -> set[str]:
+        """Directory names (`<PandaID>-<attempt>`) of every release listed and of every release
+        with objects in the namespace (a submit in progress has its Secret before its release)."""
+        keep: set[str] = set()
+        for name in {*releases, *instances}:
+            ident = parse_release_name(name)
+            if ident is not None:
+                keep.add(job_directory(*ident))
+        return keep
+
+    def gc_directories(
+        self, namespace: str, keep: Iterable[str], *, dry_run: bool, into: GcActions
+    ) -> DirectoryCounts | None:
+        """Find (and unless `dry_run` remove) directories of releases that no longer exist.
+
+        Runs the directory gc Job (`orchestrator.jobdirs`) made from the queue's cleanup Job,
+        waits up to `cleanup_timeout` and reads its counts from the pod's termination message.
+        The grace period is `gc_grace_seconds`: a directory modified within it is spared (its
+        release may be in the middle of its install). Counts and notes go `into` the result.
+        """
+        notes = into.directory_notes
+        values = self.cleanup_values(GC_RELEASE, notes)
+        cleanup = None if values is None else self._render_cleanup(GC_RELEASE, namespace, values, notes)
+        if cleanup is None:
+            notes.append("directory gc skipped: the cleanup step cannot be rendered")
+            return None
+        name = GC_JOB_NAME
+        try:
+            job = gc_job(
+                cleanup, name=name, keep=keep, grace_seconds=self.settings.gc_grace_seconds, dry_run=dry_run
+            )
+        except ValueError as err:
+            notes.append(f"directory gc skipped: {err}")
+            return None
+        self.kube.delete(kube_mod.JOB, namespace, name)
+        deadline = time.monotonic() + self.settings.cleanup_timeout
+        while self.kube.get(kube_mod.JOB, namespace, name) is not None and time.monotonic() < deadline:
+            self.sleep(1.0)
+        self.kube.create(kube_mod.JOB, namespace, job)
+        ended: str | None = None
+        while ended is None and time.monotonic() < deadline:
+            current = self.kube.get(kube_mod.JOB, namespace, name) or {}
+            for cond in current.get("status", {}).get("conditions", []) or []:
+                if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
+                    ended = str(cond["type"])
+            if ended is None:
+                self.sleep(1.0)
+        counts = None
+        for pod in self.kube.list_pods(namespace, f"{GC_RUN_LABEL}={name}"):
+            for status in pod.get("status", {}).get("containerStatuses", []) or []:
+                message = str(status.get("state", {}).get("terminated", {}).get("message") or "")
+                counts = parse_counts(message) or counts
+        self.kube.delete(kube_mod.JOB, namespace, name)
+        if ended is None:
+            notes.append(f"directory gc did not finish within {self.settings.cleanup_timeout:.0f} s")
+        elif counts is None:
+            notes.append(f"directory gc ended ({ended}) without reporting its counts")
+        elif counts.failed:
+            notes.append(f"directory gc could not remove {counts.failed} director{'y' if counts.failed == 1 else 'ies'}")
+        into.directories = counts
+        return counts
 
     @staticmethod
     def _failed(
@@ -747,6 +825,9 @@ class SessionService:
         return self.settings.default_lifetime_seconds
 
 
+GC_RELEASE = "dask-1"
+"""The release name the directory gc Job is rendered for (only its cleanup Job's settings are used)."""
+GC_JOB_NAME = "dask-panda-session-directory-gc"
 PENDING_CLEANUP_LABEL = "dask-panda-session/pending-cleanup-of"
 """Label of a pending-cleanup record: the release whose directory is still to be removed."""
 ANN_PENDING_DIRECTORY = "dask-panda-session/directory"

@@ -4,8 +4,12 @@ undo paths, a failed cleanup is not clean (and is not forgotten once the release
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +18,11 @@ from orchestrator.harvester.sweeper import DaskHelmSweeper
 from orchestrator.harvester.workspec import ATTRIBUTE_KEY
 from orchestrator.helm import HelmError, HelmReleaseInfo, HelmRenderError
 from orchestrator.job import release_name
+from orchestrator.jobdirs import GC_SCRIPT, DirectoryCounts, parse_counts
 from orchestrator.kube import Kind
 from orchestrator.service import (
     ANN_PENDING_DIRECTORY,
+    GC_JOB_NAME,
     SessionService,
     Settings,
     job_directory_of,
@@ -81,6 +87,12 @@ class RecordingHelm(FakeHelm):
             job["metadata"]["labels"] = {
                 "app.kubernetes.io/name": "dask-panda-session",
                 "app.kubernetes.io/instance": name,
+            }
+            job["spec"] = {
+                "template": {
+                    "metadata": {"labels": dict(job["metadata"]["labels"])},
+                    "spec": {"containers": [{"name": "cleanup", "image": "cleanup:1", "args": ["rm"]}]},
+                }
             }
         return jobs
 
@@ -265,3 +277,97 @@ def test_sweep_worker_fails_while_the_directory_remains() -> None:
     kube.outcome = "Complete"
     ok, message = sweeper.sweep_worker(ws)
     assert ok is True, message
+
+
+# --- directories of releases that no longer exist ------------------------------------------------
+
+
+def run_gc_script(root: Path, tmp_path: Path, *, keep: str, dry_run: bool) -> tuple[int, str]:
+    """Run the gc Job's script for real (sh) on a directory standing in for the jobs directory."""
+    log = tmp_path / "termination-log"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "JOBS_ROOT": str(root),
+        "TERMINATION_LOG": str(log),
+        "KEEP": keep,
+        "GRACE_MINUTES": "10",
+        "DRY_RUN": "1" if dry_run else "0",
+        "LIMIT": "100",
+    }
+    done = subprocess.run(["sh", "-c", GC_SCRIPT], env=env, capture_output=True, text=True, check=False)
+    return done.returncode, log.read_text()
+
+
+def job_tree(root: Path, tmp_path: Path) -> Path:
+    old = time.time() - 3600
+    for name in ("111-0", "111-1", "222-0", "333-0"):
+        (root / name / "data" / "sub").mkdir(parents=True)
+        (root / name / "data" / "sub" / "file").write_text("x")
+        (root / name / "data" / "sub").chmod(0o500)  # what a payload may do
+        os.utime(root / name, (old, old))
+    os.utime(root / "333-0", None)  # modified just now: its release may be installing
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep me")
+    (root / "444-0").symlink_to(outside)  # never followed
+    (root / "notes").mkdir()  # not a job directory
+    return outside
+
+
+def test_gc_script_removes_only_old_directories_of_gone_releases(tmp_path: Path) -> None:
+    root = tmp_path / "jobs"
+    root.mkdir()
+    outside = job_tree(root, tmp_path)
+    code, message = run_gc_script(root, tmp_path, keep="111-1 999-0", dry_run=False)
+    assert code == 0
+    assert parse_counts(message) == DirectoryCounts(found=3, removed=2, young=1, failed=0, kept=1)
+    assert sorted(p.name for p in root.iterdir()) == ["111-1", "333-0", "444-0", "notes"]
+    assert (outside / "precious").read_text() == "keep me"
+
+
+def test_gc_script_dry_run_removes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "jobs"
+    root.mkdir()
+    job_tree(root, tmp_path)
+    before = sorted(p.name for p in root.iterdir())
+    code, message = run_gc_script(root, tmp_path, keep="", dry_run=True)
+    assert code == 0
+    assert parse_counts(message) == DirectoryCounts(found=4, removed=0, young=1, failed=0, kept=0)
+    assert sorted(p.name for p in root.iterdir()) == before
+
+
+def test_gc_runs_the_directory_job_keeping_live_releases() -> None:
+    svc, _helm, kube = make(gc_grace_seconds=600)
+    svc.submit(EXAMPLE)  # a live release: its directory is kept
+    gc_jobs: list[dict[str, Any]] = []
+    original = kube.create
+
+    def create(kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        obj = original(kind, namespace, body)
+        if body["metadata"]["name"] == GC_JOB_NAME:
+            gc_jobs.append(obj)
+            kube.put(
+                namespace,
+                "Pod",
+                {
+                    "metadata": {"name": "gc-pod", "labels": body["spec"]["template"]["metadata"]["labels"]},
+                    "status": {
+                        "containerStatuses": [
+                            {"state": {"terminated": {"message": "found=3 removed=2 young=1 failed=0 kept=1\n"}}}
+                        ]
+                    },
+                },
+            )
+        return obj
+
+    kube.create = create  # type: ignore[method-assign]
+    kube.outcome = "Complete"
+    result = svc.gc(now=NOW, dry_run=True)
+    [job] = gc_jobs
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KEEP"] == f"{PANDAID}-0"
+    assert env["DRY_RUN"] == "1"
+    assert env["GRACE_MINUTES"] == "10"
+    assert "app.kubernetes.io/instance" not in job["metadata"]["labels"]
+    assert result.directories == DirectoryCounts(found=3, removed=2, young=1, failed=0, kept=1)
+    assert kube.find("ns", "Job", GC_JOB_NAME) is None
