@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.kube import APP_SELECTOR, SECRET, KubeConflict
-from orchestrator.service import ANN_PENDING_JOB, SessionService, pending_cleanup_name
+from orchestrator.service import ANN_PENDING_JOB, GC_JOB_NAME, SessionService, pending_cleanup_name
 from orchestrator.session import Phase, SessionState
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import (
@@ -452,6 +452,13 @@ def test_gc_removes_orphans_and_expired_releases(
     planned = svc.gc(dry_run=True)
     assert [a.release for a in planned] == [orphan]
     assert len(labelled(kube_cluster, queue_ns, orphan)) >= 3  # dry run removed nothing
+    # The directory gc Job is accepted by the API server and runs to its end (on kwok nothing
+    # executes, so it reports no counts; the script itself runs in the unit tier), then goes.
+    notes = planned.directory_notes
+    assert not any("skipped" in n or "did not finish" in n for n in notes), notes
+    assert planned.directories is not None or any("without reporting its counts" in n for n in notes), notes
+    gc_job_left = kube_cluster.kubectl_run("get", "job", GC_JOB_NAME, "-n", queue_ns, check=False)
+    assert gc_job_left.returncode != 0, gc_job_left.stdout
     done = svc.gc()
     assert [a.release for a in done] == [orphan]
     kube_cluster.wait_for("orphans gone", lambda: labelled(kube_cluster, queue_ns, orphan) == [], timeout=30)
