@@ -383,6 +383,9 @@ class SessionService:
                 if info.status in ("uninstalling", "failed") or info.status.startswith("pending-"):
                     raise helm_mod.HelmError(f"release is {info.status}: skipping its hooks")
                 self.helm.uninstall(release, ns, timeout=self.settings.uninstall_timeout)
+                # the hook removed the directory (it checks): a record of an earlier failed
+                # cleanup of it (a failed submit's undo) is settled
+                self.kube.delete(kube_mod.JOB, ns, pending_cleanup_name(release))
             except helm_mod.HelmError as err:
                 notes.append(f"uninstall with hooks failed: {err}")
                 used_fallback = True

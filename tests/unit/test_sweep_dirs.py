@@ -371,3 +371,19 @@ def test_gc_runs_the_directory_job_keeping_live_releases() -> None:
     assert "app.kubernetes.io/instance" not in job["metadata"]["labels"]
     assert result.directories == DirectoryCounts(found=3, removed=2, young=1, failed=0, kept=1)
     assert kube.find("ns", "Job", GC_JOB_NAME) is None
+
+
+def test_a_record_left_by_a_failed_undo_is_settled_by_the_next_release_hook() -> None:
+    svc, helm, kube = make()
+    helm.fail_install = HelmError("helm install: pre-install hook failed")
+    helm.fail_install_leaves = "failed"
+    kube.outcome = "Failed"
+    with pytest.raises(HelmError):
+        svc.submit(EXAMPLE)
+    assert kube.find("ns", "Job", pending_cleanup_name(RELEASE)) is not None
+    helm.fail_install = None
+    kube.outcome = "Complete"
+    svc.submit(EXAMPLE)  # installed again; its pre-delete hook removes the directory
+    result = svc.sweep(RELEASE)
+    assert result.clean, result
+    assert kube.find("ns", "Job", pending_cleanup_name(RELEASE)) is None
