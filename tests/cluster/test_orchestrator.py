@@ -19,8 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import DaskPandaSessionError
 from orchestrator.kube import APP_SELECTOR, SECRET, KubeConflict
-from orchestrator.service import ANN_PENDING_JOB, GC_JOB_NAME, SessionService, pending_cleanup_name
+from orchestrator.service import (
+    ANN_PENDING_DIRECTORY,
+    ANN_PENDING_JOB,
+    GC_JOB_NAME,
+    SessionService,
+    pending_cleanup_name,
+)
 from orchestrator.session import Phase, SessionState
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import (
@@ -471,3 +478,38 @@ def test_gc_removes_orphans_and_expired_releases(
     kube_cluster.wait_for(
         "release swept", lambda: labelled(kube_cluster, queue_ns, live.release) == [], timeout=60
     )
+
+
+def test_the_undo_of_a_failed_submit_runs_the_cleanup_step(
+    kube_cluster: KubeCluster, queue_ns: str, tmp_path: Path
+) -> None:
+    """An install whose prepare hook cannot start fails; the undo removes the release and the lock
+    and runs the cleanup step for the job's directory. That step cannot pull either (the same hook
+    settings), so its failure is recorded, and a later sweep runs it again until it succeeds."""
+    svc = service(kube_cluster, queue_ns, install_timeout=15.0, cleanup_timeout=10.0, verify_timeout=30.0)
+    wedged = {**fast_timeouts(), "hooks": {"podAnnotations": {IMAGE_PULL: "fail"}}}
+    with pytest.raises(DaskPandaSessionError):
+        svc.submit(job(800), values_files=[values_file(tmp_path, "t", wedged)])
+    release = "dask-800"
+    assert svc.helm.release(release, queue_ns) is None
+    assert labelled(kube_cluster, queue_ns, release) == []  # the lock, the hook, the cleanup Job
+    record = json.loads(
+        kube_cluster.kubectl_run("get", "job", pending_cleanup_name(release), "-n", queue_ns, "-o", "json").stdout
+    )
+    assert record["metadata"]["annotations"][ANN_PENDING_DIRECTORY] == "800-0"
+    recorded = json.loads(record["metadata"]["annotations"][ANN_PENDING_JOB])
+    assert recorded["metadata"]["name"] == f"{release}-cleanup"
+    assert not svc.sweep(release).clean  # still failing: not clean, once the release is gone too
+    recorded["spec"]["template"]["metadata"]["annotations"].pop(IMAGE_PULL)
+    kube_cluster.kubectl_run(
+        "annotate",
+        "job",
+        pending_cleanup_name(release),
+        "-n",
+        queue_ns,
+        "--overwrite",
+        f"{ANN_PENDING_JOB}={json.dumps(recorded)}",
+    )
+    result = svc.sweep(release)
+    assert result.clean, result
+    assert result.cleanup_completed is True
