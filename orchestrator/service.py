@@ -123,7 +123,9 @@ class SubmitResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """`sweep`'s verdict: clean means nothing labelled for the job remains in the namespace."""
+    """`sweep`'s verdict: clean means nothing labelled for the job remains in the namespace and
+    its directory's cleanup did not fail (`cleanup_completed` False: `remaining` names the
+    directory as `directory <jobsDirectory>/<PandaID>-<attempt>`)."""
 
     release: str
     namespace: str
