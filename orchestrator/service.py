@@ -18,6 +18,7 @@ Costs, by design:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,8 @@ from orchestrator import helm as helm_mod
 from orchestrator import kube as kube_mod
 from orchestrator import session as session_mod
 from orchestrator.errors import DaskPandaSessionError, InputError
-from orchestrator.job import PandaJob, parse_job
+from orchestrator.job import PandaJob, parse_job, parse_release_name
+from orchestrator.jobdirs import GC_RUN_LABEL, DirectoryCounts, gc_job, parse_counts
 from orchestrator.session import (
     CLOCK_SKEW_TOLERANCE,
     DEADLINE_REASONS,
@@ -41,7 +43,15 @@ from orchestrator.session import (
     group_pods_by_release,
 )
 from orchestrator.submit import Submit, SubmitBusy
-from orchestrator.values import QueueConfig, RenderedValues, load_queue, render_values, secret_name
+from orchestrator.values import (
+    QueueConfig,
+    RenderedValues,
+    deep_merge,
+    job_directory,
+    load_queue,
+    render_values,
+    secret_name,
+)
 
 __all__ = [
     "Ended",
@@ -113,7 +123,9 @@ class SubmitResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """`sweep`'s verdict: clean means nothing labelled for the job remains in the namespace."""
+    """`sweep`'s verdict: clean means nothing labelled for the job remains in the namespace and
+    its directory's cleanup did not fail (`cleanup_completed` False: `remaining` names the
+    directory as `directory <jobsDirectory>/<PandaID>-<attempt>`)."""
 
     release: str
     namespace: str
@@ -142,6 +154,9 @@ class GcActions(list[GcAction]):
     ) -> None:
         super().__init__(actions)
         self.failures: dict[str, DaskPandaSessionError] = dict(failures or {})
+        # what the directory gc Job found on the shared volume (None: it did not report)
+        self.directories: DirectoryCounts | None = None
+        self.directory_notes: list[str] = []
 
 
 class Ended(dict[str, str]):
@@ -327,10 +342,12 @@ class SessionService:
         """End a session now: uninstall (hooks run), falling back as in `sweep` if they wedge.
 
         Cheap when the release is already gone (Harvester calls it again for every finished
-        worker): one `helm status` and one Secret DELETE; `sweep` does the thorough check.
+        worker): one `helm status`, one Job GET (a cleanup of the job's directory that failed
+        before is run again, as in `sweep`) and one Secret DELETE; `sweep` does the thorough
+        check.
         """
         ns = namespace or self.settings.namespace
-        if self.helm.release(release, ns) is None:
+        if self.helm.release(release, ns) is None and self.pending_cleanup(release, ns) is None:
             self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
             return SweepResult(release=release, namespace=ns, clean=True, release_existed=False)
         return self.sweep(release, namespace=ns, verify=False)
@@ -346,11 +363,21 @@ class SessionService:
         self, release: str, namespace: str, *, verify: bool = True, keep_lock: bool = False
     ) -> SweepResult:
         """`sweep`; with `keep_lock`, the job's Secret stays (a submit replacing the release
-        holds it as its lock) and "clean" means nothing else labelled for the job remains."""
+        holds it as its lock) and "clean" means nothing else labelled for the job remains.
+
+        The job's directory counts: the pre-delete hook removes it and fails when it cannot. When
+        the hooks did not succeed (failed, timed out, skipped for a wedged release), the release
+        is uninstalled without them and the chart's cleanup step runs once the session's pods are
+        gone, so that files they held open (NFS keeps such files as `.nfs*` entries until closed)
+        no longer block it. A cleanup that fails or times out makes the sweep not clean, with the
+        directory named in `remaining` and in a note. A hook that succeeded has removed the
+        directory (it checks), so the cleanup step does not run again.
+        """
         ns = namespace
         notes: list[str] = []
         used_fallback = False
         cleanup_completed: bool | None = None
+        directory: str | None = None
         info = self.helm.release(release, ns)
         if info is not None:
             values: dict[str, Any] | None = None
@@ -358,22 +385,34 @@ class SessionService:
                 if info.status in ("uninstalling", "failed") or info.status.startswith("pending-"):
                     raise helm_mod.HelmError(f"release is {info.status}: skipping its hooks")
                 self.helm.uninstall(release, ns, timeout=self.settings.uninstall_timeout)
+                # the hook removed the directory (it checks): a record of an earlier failed
+                # cleanup of it (a failed submit's undo) is settled
+                self.kube.delete(kube_mod.JOB, ns, pending_cleanup_name(release))
             except helm_mod.HelmError as err:
                 notes.append(f"uninstall with hooks failed: {err}")
                 used_fallback = True
                 try:
-                    values = self.helm.get_values(release, ns)
+                    values = self.helm.get_values(release, ns) or None
                 except helm_mod.HelmError as verr:
                     notes.append(f"cannot read the release values for the cleanup step: {verr}")
                 self.helm.uninstall(release, ns, no_hooks=True, timeout=self.settings.uninstall_timeout)
-            if values is not None:
-                cleanup_completed = self._run_cleanup(release, ns, values, notes)
+                if values is None:
+                    values = self.cleanup_values(release, notes)
+                directory = job_directory_of(values) if values is not None else None
+                cleanup_completed = self.clean_job_directory(release, ns, values, notes)
+        elif (record := self.pending_cleanup(release, ns)) is not None:
+            directory = str((record["metadata"].get("annotations") or {}).get(ANN_PENDING_DIRECTORY) or "") or None
+            cleanup_completed = self._retry_cleanup(release, ns, record, notes)
         if not keep_lock:
             self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
         self.delete_leftovers(ns, release, keep_lock=keep_lock)
         remaining: list[str] = []
         if verify:
             remaining = self._wait_gone(ns, release, keep_lock=keep_lock)
+        if cleanup_completed is False:
+            left = f"directory {directory}" if directory else f"the job directory of {release}"
+            remaining.append(left)
+            notes.append(f"{left} may remain on the shared volume: its cleanup did not succeed")
         return SweepResult(
             release=release,
             namespace=ns,
@@ -384,6 +423,62 @@ class SessionService:
             remaining=tuple(remaining),
             notes=tuple(notes),
         )
+
+    def cleanup_values(self, release: str, notes: list[str]) -> dict[str, Any] | None:
+        """Values to render the cleanup step from when the release's own cannot be read.
+
+        The cleanup Job needs only the shared volume, the cleanup image, the hooks' settings and
+        the job's identity: the first three come from this service's queue values (the queue the
+        release was made from), the identity (PandaID and attempt) from the release name, which
+        `orchestrator.job.release_name` derives from them. None, with a note, when the name is
+        not one of ours or the queue cannot be read.
+        """
+        ident = parse_release_name(release)
+        if ident is None:
+            notes.append(
+                f"cannot rebuild the cleanup step: {release!r} is not a <prefix>-<PandaID>[-a<attempt>] name"
+            )
+            return None
+        try:
+            queue = self.queue()
+        except DaskPandaSessionError as err:
+            notes.append(f"cannot rebuild the cleanup step: queue {self.settings.queue}: {err}")
+            return None
+        pandaid, attempt = ident
+        identity = {
+            "job": {"pandaId": str(pandaid), "attempt": attempt, "definitionSha256": "0" * 64},
+            "secrets": {"existingSecret": secret_name(release)},
+        }
+        return deep_merge(queue.values, identity)
+
+    def clean_job_directory(
+        self, release: str, namespace: str, values: Mapping[str, Any] | None, notes: list[str]
+    ) -> bool:
+        """Remove the job's directory once the session's pods are gone: the chart's cleanup step.
+
+        Used where the pre-delete hook did not run or did not succeed: the sweep's fallback and the
+        undo of a failed submit (whose prepare hook may have made the directory). Returns whether
+        the directory is gone; a failure is described in `notes`. `values` None (they could not be
+        read nor rebuilt) is a failure.
+        """
+        if values is None:
+            notes.append("the cleanup step cannot run: no values to render it from")
+            return False
+        self.delete_leftovers(namespace, release, keep_lock=True)
+        if not self._wait_pods_gone(namespace, release):
+            notes.append("the session's pods were still present when the cleanup step started")
+        return self._run_cleanup(release, namespace, values, notes)
+
+    def _wait_pods_gone(self, namespace: str, release: str) -> bool:
+        """Wait (up to `verify_timeout`) until no pod of the release is left, deleting again."""
+        deadline = time.monotonic() + self.settings.verify_timeout
+        selector = kube_mod.instance_selector(release)
+        while self.kube.list_pods(namespace, selector):
+            if time.monotonic() > deadline:
+                return False
+            self.delete_leftovers(namespace, release, keep_lock=True)
+            self.sleep(1.0)
+        return True
 
     def delete_leftovers(self, namespace: str, release: str, *, keep_lock: bool = False) -> None:
         """Delete every object labelled for the job (but its Secret, with `keep_lock`)."""
@@ -423,36 +518,124 @@ class SessionService:
 
     def _run_cleanup(self, release: str, namespace: str, values: Mapping[str, Any], notes: list[str]) -> bool:
         """Run the chart's own cleanup Job (rendered by helm, without its hook annotations)."""
+        job = self._render_cleanup(release, namespace, values, notes)
+        if job is None:
+            return False
+        return self._execute_cleanup(release, namespace, job, job_directory_of(values), notes)
+
+    def _render_cleanup(
+        self, release: str, namespace: str, values: Mapping[str, Any], notes: list[str]
+    ) -> dict[str, Any] | None:
+        """The chart's cleanup Job for these values, without its hook annotations (None: a note)."""
         try:
             objects = self.helm.template(release, namespace, values, show_only="Job")
         except helm_mod.HelmError as err:
-            notes.append(f"cannot render the cleanup step: {err}")
-            return False
+            notes.append(f"cannot render the cleanup step for directory {job_directory_of(values)}: {err}")
+            return None
         job = next((o for o in objects if o["metadata"]["name"] == f"{release}-cleanup"), None)
         if job is None:
             notes.append("the chart rendered no cleanup Job")
-            return False
+            return None
         for key in [k for k in job["metadata"].get("annotations", {}) if k.startswith("helm.sh/")]:
             del job["metadata"]["annotations"][key]
-        name = job["metadata"]["name"]
+        return job
+
+    def _execute_cleanup(
+        self, release: str, namespace: str, job: Mapping[str, Any], directory: str, notes: list[str]
+    ) -> bool:
+        """Run one cleanup Job to its end; a failure leaves a pending-cleanup record behind.
+
+        The record (`pending_cleanup_name`) is a suspended Job, so it runs nothing: it keeps the
+        cleanup Job to run again and the directory's name, and it carries no instance label, so
+        the deletion of a release's leftovers does not take it. While it exists, `kill` and `sweep`
+        of the release (even once the release is gone) run the cleanup again and are not clean
+        until it succeeds: Harvester's sweep cannot forget a directory that is still there.
+        """
+        name = str(job["metadata"]["name"])
         self.kube.delete(kube_mod.JOB, namespace, name)
         deadline = time.monotonic() + self.settings.cleanup_timeout
         while self.kube.get(kube_mod.JOB, namespace, name) is not None and time.monotonic() < deadline:
             self.sleep(1.0)
         self.kube.create(kube_mod.JOB, namespace, job)
+        failure = f"cleanup step for directory {directory} did not finish within {self.settings.cleanup_timeout:.0f} s"
+        done = False
         while time.monotonic() < deadline:
             current = self.kube.get(kube_mod.JOB, namespace, name) or {}
-            for cond in current.get("status", {}).get("conditions", []) or []:
-                if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
-                    done = bool(cond["type"] == "Complete")
-                    if not done:
-                        notes.append(f"cleanup step failed: {cond.get('reason')}: {cond.get('message')}")
-                    self.kube.delete(kube_mod.JOB, namespace, name)
-                    return done
+            finished = [
+                cond
+                for cond in current.get("status", {}).get("conditions", []) or []
+                if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed")
+            ]
+            if finished:
+                done = finished[0].get("type") == "Complete"
+                reason, message = finished[0].get("reason"), finished[0].get("message")
+                failure = f"cleanup step failed for directory {directory}: {reason}: {message}"
+                break
             self.sleep(1.0)
-        notes.append(f"cleanup step did not finish within {self.settings.cleanup_timeout:.0f} s")
         self.kube.delete(kube_mod.JOB, namespace, name)
+        if done:
+            self.kube.delete(kube_mod.JOB, namespace, pending_cleanup_name(release))
+            return True
+        notes.append(failure)
+        self._record_pending_cleanup(release, namespace, job, directory, notes)
         return False
+
+    def _record_pending_cleanup(
+        self, release: str, namespace: str, job: Mapping[str, Any], directory: str, notes: list[str]
+    ) -> None:
+        name = pending_cleanup_name(release)
+        if self.kube.get(kube_mod.JOB, namespace, name) is not None:
+            return
+        template = job.get("spec", {}).get("template", {})
+        record = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "app.kubernetes.io/name": "dask-panda-session",
+                    "app.kubernetes.io/managed-by": "dask-panda-session",
+                    PENDING_CLEANUP_LABEL: release,
+                },
+                "annotations": {
+                    ANN_PENDING_DIRECTORY: directory,
+                    ANN_PENDING_JOB: json.dumps(job, sort_keys=True, separators=(",", ":")),
+                },
+            },
+            # never runs: a record, not work (a pod template is required, so the cleanup's own)
+            "spec": {
+                "suspend": True,
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": {"labels": {PENDING_CLEANUP_LABEL: release}},
+                    "spec": template.get("spec", {}),
+                },
+            },
+        }
+        try:
+            self.kube.create(kube_mod.JOB, namespace, record)
+        except kube_mod.KubeError as err:
+            notes.append(f"cannot record the pending cleanup of {directory}: {err}")
+
+    def pending_cleanup(self, release: str, namespace: str) -> dict[str, Any] | None:
+        """The record of a cleanup that failed for this release (see `_execute_cleanup`), or None."""
+        return self.kube.get(kube_mod.JOB, namespace, pending_cleanup_name(release))
+
+    def _retry_cleanup(self, release: str, namespace: str, record: Mapping[str, Any], notes: list[str]) -> bool:
+        """Run the recorded cleanup Job again (the release is gone: no pod of it holds files)."""
+        annotations = record.get("metadata", {}).get("annotations", {}) or {}
+        directory = str(annotations.get(ANN_PENDING_DIRECTORY) or f"the job directory of {release}")
+        try:
+            job = json.loads(str(annotations.get(ANN_PENDING_JOB)))
+        except ValueError:
+            job = None
+        if not isinstance(job, dict) or job.get("metadata", {}).get("name") != f"{release}-cleanup":
+            notes.append(f"the pending cleanup of {directory} is unreadable: remove the directory by hand")
+            return False
+        notes.append(f"running the pending cleanup of directory {directory} again")
+        if not self._wait_pods_gone(namespace, release):
+            notes.append("the session's pods were still present when the cleanup step started")
+        return self._execute_cleanup(release, namespace, job, directory, notes)
 
     # -- deadlines / gc ------------------------------------------------------------------------
     def overdue(
@@ -539,7 +722,9 @@ class SessionService:
             lifetime = self._lifetime(by_instance.get(name, []))
             if info.updated is not None and now - info.updated > timedelta(seconds=lifetime) + grace:
                 result.append(GcAction(name, f"release older than its lifetime ({lifetime:.0f} s)"))
+        keep = self._live_directories(releases, by_instance)
         if dry_run:
+            self.gc_directories(ns, keep, dry_run=True, into=result)
             return result
         done = GcActions(failures=result.failures)
         for action in result:
@@ -554,7 +739,71 @@ class SessionService:
                 self._failed(done.failures, action.release, err, "collect", ns, result)
                 continue
             done.append(action)
+        self.gc_directories(ns, keep, dry_run=False, into=done)
         return done
+
+    @staticmethod
+    def _live_directories(releases: Iterable[str], instances: Iterable[str]) -> set[str]:
+        """Directory names (`<PandaID>-<attempt>`) of every release listed and of every release
+        with objects in the namespace (a submit in progress has its Secret before its release)."""
+        keep: set[str] = set()
+        for name in {*releases, *instances}:
+            ident = parse_release_name(name)
+            if ident is not None:
+                keep.add(job_directory(*ident))
+        return keep
+
+    def gc_directories(
+        self, namespace: str, keep: Iterable[str], *, dry_run: bool, into: GcActions
+    ) -> DirectoryCounts | None:
+        """Find (and unless `dry_run` remove) directories of releases that no longer exist.
+
+        Runs the directory gc Job (`orchestrator.jobdirs`) made from the queue's cleanup Job,
+        waits up to `cleanup_timeout` and reads its counts from the pod's termination message.
+        The grace period is `gc_grace_seconds`: a directory modified within it is spared (its
+        release may be in the middle of its install). Counts and notes go `into` the result.
+        """
+        notes = into.directory_notes
+        values = self.cleanup_values(GC_RELEASE, notes)
+        cleanup = None if values is None else self._render_cleanup(GC_RELEASE, namespace, values, notes)
+        if cleanup is None:
+            notes.append("directory gc skipped: the cleanup step cannot be rendered")
+            return None
+        name = GC_JOB_NAME
+        try:
+            job = gc_job(
+                cleanup, name=name, keep=keep, grace_seconds=self.settings.gc_grace_seconds, dry_run=dry_run
+            )
+        except ValueError as err:
+            notes.append(f"directory gc skipped: {err}")
+            return None
+        self.kube.delete(kube_mod.JOB, namespace, name)
+        deadline = time.monotonic() + self.settings.cleanup_timeout
+        while self.kube.get(kube_mod.JOB, namespace, name) is not None and time.monotonic() < deadline:
+            self.sleep(1.0)
+        self.kube.create(kube_mod.JOB, namespace, job)
+        ended: str | None = None
+        while ended is None and time.monotonic() < deadline:
+            current = self.kube.get(kube_mod.JOB, namespace, name) or {}
+            for cond in current.get("status", {}).get("conditions", []) or []:
+                if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
+                    ended = str(cond["type"])
+            if ended is None:
+                self.sleep(1.0)
+        counts = None
+        for pod in self.kube.list_pods(namespace, f"{GC_RUN_LABEL}={name}"):
+            for status in pod.get("status", {}).get("containerStatuses", []) or []:
+                message = str(status.get("state", {}).get("terminated", {}).get("message") or "")
+                counts = parse_counts(message) or counts
+        self.kube.delete(kube_mod.JOB, namespace, name)
+        if ended is None:
+            notes.append(f"directory gc did not finish within {self.settings.cleanup_timeout:.0f} s")
+        elif counts is None:
+            notes.append(f"directory gc ended ({ended}) without reporting its counts")
+        elif counts.failed:
+            notes.append(f"directory gc could not remove {counts.failed} director{'y' if counts.failed == 1 else 'ies'}")
+        into.directories = counts
+        return counts
 
     @staticmethod
     def _failed(
@@ -579,6 +828,38 @@ class SessionService:
             if value and str(value).isdigit():
                 return float(value)
         return self.settings.default_lifetime_seconds
+
+
+GC_RELEASE = "dask-1"
+"""The release name the directory gc Job is rendered for (only its cleanup Job's settings are used)."""
+GC_JOB_NAME = "dask-panda-session-directory-gc"
+PENDING_CLEANUP_LABEL = "dask-panda-session/pending-cleanup-of"
+"""Label of a pending-cleanup record: the release whose directory is still to be removed."""
+ANN_PENDING_DIRECTORY = "dask-panda-session/directory"
+ANN_PENDING_JOB = "dask-panda-session/cleanup-job"
+
+
+def pending_cleanup_name(release: str) -> str:
+    """The pending-cleanup record of a release (`<release>-cleanup-pending`: at most 56 characters,
+    since release names are at most 40)."""
+    return f"{release}-cleanup-pending"
+
+
+def job_directory_of(values: Mapping[str, Any]) -> str:
+    """The job's directory on the shared volume, as the chart names it from these values
+    (`<sharedVolume.jobsDirectory>/<job.pandaId>-<job.attempt>`), for messages."""
+    job = _mapping(values.get("job"))
+    shared = _mapping(values.get("sharedVolume"))
+    try:
+        name = job_directory(int(str(job.get("pandaId"))), int(str(job.get("attempt", 0))))
+    except ValueError:
+        name = f"{job.get('pandaId')}-{job.get('attempt', 0)}"
+    parent = str(shared.get("jobsDirectory") or "").strip("/")
+    return f"{parent}/{name}" if parent else name
+
+
+def _mapping(node: object) -> Mapping[str, Any]:
+    return node if isinstance(node, Mapping) else {}
 
 
 def _created(obj: Mapping[str, Any]) -> datetime | None:

@@ -181,12 +181,20 @@ class Submit:
             return False
         except helm_mod.HelmError as err:
             log.warning("%s failed (%s); removing what this call created", self.where(), type(err).__name__)
-            self._undo()
+            # a chart that refused the values applied nothing: no hook ran, no directory was made
+            self._undo(clean_directory=not isinstance(err, helm_mod.HelmRenderError))
             raise
         return True
 
-    def _undo(self) -> None:
-        """Remove the release this call's install made and this call's Secret, if still ours."""
+    def _undo(self, *, clean_directory: bool = True) -> None:
+        """Remove the release this call's install made and this call's Secret, if still ours.
+
+        The release goes without its hooks (a failed install may have left them unable to run),
+        so the job's directory, which the prepare hook may have made, is removed by the chart's
+        cleanup step once the pods are gone (`SessionService.clean_job_directory`, rendered from
+        this call's own values). A directory that cannot be removed is logged; the prepare hook
+        of a later install of the job refuses it, so it is never silently reused.
+        """
         assert self.mine is not None
         try:
             meta, _ = self.kube.metadata_at(kube_mod.SECRET, self.ns, self.name)
@@ -207,6 +215,13 @@ class Submit:
             self.svc.delete_leftovers(self.ns, self.release, keep_lock=True)
         except kube_mod.KubeError as err:
             log.warning("%s: undo: leftover deletion failed: %s", self.where(), err)
+        if clean_directory:
+            notes: list[str] = []
+            try:
+                if not self.svc.clean_job_directory(self.release, self.ns, self.rendered.values, notes):
+                    log.warning("%s: undo: the job directory may remain: %s", self.where(), "; ".join(notes))
+            except DaskPandaSessionError as err:
+                log.warning("%s: undo: the cleanup step failed: %s: %s", self.where(), type(err).__name__, err)
         self._unlock()
 
     def _unlock(self) -> None:

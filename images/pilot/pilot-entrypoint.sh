@@ -14,18 +14,22 @@ set -eu
 : "${PILOT_JOB_LABEL:?PILOT_JOB_LABEL is not set}"
 : "${PILOT_QUEUE:?PILOT_QUEUE is not set}"
 : "${PILOT_WORKDIR:?PILOT_WORKDIR is not set}"
+: "${PILOT_RUN_DIR:?PILOT_RUN_DIR is not set}"
 : "${PILOT_USER:?PILOT_USER is not set}"
 : "${PILOT_PANDA_SERVER:?PILOT_PANDA_SERVER is not set}"
 : "${PILOT_LIFETIME:?PILOT_LIFETIME is not set}"
 : "${PILOT_LEASETIME:?PILOT_LEASETIME is not set}"
 : "${PANDA_PILOT_SCRIPT:=/opt/pilot3/pilot.py}"
 
-# The pilot looks for pandaJobData.out in its start directory and in --workdir.
-mkdir -p "$PILOT_WORKDIR"
-cd "$PILOT_WORKDIR"
+# Two directories: PILOT_RUN_DIR is the pilot's own (its --workdir and start directory, where it
+# looks for pandaJobData.out), private to the pilot so that no session component can rewrite the
+# definition or plant files there; PILOT_WORKDIR is the data directory shared with the session,
+# where the stager workflow moves the staged inputs.
+mkdir -p "$PILOT_RUN_DIR"
+cd "$PILOT_RUN_DIR"
 
-printf 'pilot-entrypoint: workflow=%s queue=%s label=%s workdir=%s server=%s\n' \
-  "$PILOT_WORKFLOW" "$PILOT_QUEUE" "$PILOT_JOB_LABEL" "$PILOT_WORKDIR" "$PILOT_PANDA_SERVER"
+printf 'pilot-entrypoint: workflow=%s queue=%s label=%s rundir=%s workdir=%s server=%s\n' \
+  "$PILOT_WORKFLOW" "$PILOT_QUEUE" "$PILOT_JOB_LABEL" "$PILOT_RUN_DIR" "$PILOT_WORKDIR" "$PILOT_PANDA_SERVER"
 
 exec pilot-wrapper.sh python3 "$PANDA_PILOT_SCRIPT" \
   --pod \
@@ -33,7 +37,7 @@ exec pilot-wrapper.sh python3 "$PANDA_PILOT_SCRIPT" \
   -w "$PILOT_WORKFLOW" \
   -j "$PILOT_JOB_LABEL" \
   -q "$PILOT_QUEUE" \
-  --workdir "$PILOT_WORKDIR" \
+  --workdir "$PILOT_RUN_DIR" \
   --pilot-user "$PILOT_USER" \
   --url "$PILOT_PANDA_SERVER" \
   --lifetime "$PILOT_LIFETIME" \

@@ -5,11 +5,15 @@ https://github.com/HSF/harvester): ``kill_workers(workspec_list)`` returns one
 ``(bool, message)`` per workspec, in order; it is called for workers to kill (PanDA kill, queue
 time limit, check timeout) and AGAIN for every final worker at clean-up time, so it must be
 idempotent and cheap once the release is gone. ``sweep_worker(workspec)`` returns ``(True, msg)``
-only when nothing labelled for the job remains: then Harvester deletes the worker's row, and with
-it the last pointer to the session.
+only when nothing labelled for the job remains and its directory on the shared volume is gone:
+then Harvester deletes the worker's row, and with it the last pointer to the session. A directory
+whose cleanup failed is named in the ``(False, msg)`` ("still present: directory <PandaID>-<attempt>"),
+and its cleanup runs again on every later call until it succeeds (the service keeps a record of it,
+so the verdict holds even once the release is gone).
 
 ``kill`` is the service's uninstall with hooks (the pre-delete hook removes the job's work
-directory; a wedged hook falls back to an uninstall without hooks plus the cleanup step), then a
+directory; a failed or wedged hook falls back to an uninstall without hooks plus the cleanup step,
+run once the session's pods are gone), then a
 label-based deletion of leftovers without waiting. When the release is already gone that is one
 ``helm status`` and one label-selected LIST per kind. ``sweep`` does the same and then waits until
 nothing labelled for the job remains (up to ``verifyTimeout``).

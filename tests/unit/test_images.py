@@ -291,7 +291,7 @@ def test_pilot_entrypoint_passes_the_whole_contract() -> None:
         ("-w", "PILOT_WORKFLOW"),
         ("-j", "PILOT_JOB_LABEL"),
         ("-q", "PILOT_QUEUE"),
-        ("--workdir", "PILOT_WORKDIR"),
+        ("--workdir", "PILOT_RUN_DIR"),
         ("--pilot-user", "PILOT_USER"),
         ("--url", "PILOT_PANDA_SERVER"),
         ("--lifetime", "PILOT_LIFETIME"),
@@ -301,6 +301,45 @@ def test_pilot_entrypoint_passes_the_whole_contract() -> None:
     assert "--pod" in script
     assert "--noproxyverification" in script
     assert os.access(IMAGES / "pilot" / "pilot-entrypoint.sh", os.X_OK)
+
+
+def test_pilot_entrypoint_runs_in_its_private_directory(tmp_path: Path) -> None:
+    """Run the entrypoint with a stand-in python3: the pilot starts in PILOT_RUN_DIR and gets it as
+    --workdir, while PILOT_WORKDIR (the shared data directory) is neither its cwd nor its workdir."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "record"
+    fake = bin_dir / "python3"
+    fake.write_text(f'#!/bin/sh\npwd > "{record}"\nprintf "%s\\n" "$@" >> "{record}"\n')
+    fake.chmod(0o755)
+    run_dir, data_dir = tmp_path / "run", tmp_path / "data"
+    data_dir.mkdir()
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PILOT_WORKFLOW": "stager",
+        "PILOT_JOB_LABEL": "user",
+        "PILOT_QUEUE": "GOOGLE_DASK",
+        "PILOT_WORKDIR": str(data_dir),
+        "PILOT_RUN_DIR": str(run_dir),
+        "PILOT_USER": "atlas",
+        "PILOT_PANDA_SERVER": "https://pandaserver.example",
+        "PILOT_LIFETIME": "100",
+        "PILOT_LEASETIME": "50",
+        "PANDA_PILOT_SCRIPT": "pilot.py",
+    }
+    script = str(IMAGES / "pilot" / "pilot-entrypoint.sh")
+    result = subprocess.run(["sh", script, "-d"], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = record.read_text().splitlines()
+    assert Path(lines[0]).resolve() == run_dir.resolve()
+    argv = lines[1:]
+    assert argv[argv.index("--workdir") + 1] == str(run_dir)
+    assert str(data_dir) not in argv
+    assert argv[-1] == "-d"
+    missing = {k: v for k, v in env.items() if k != "PILOT_RUN_DIR"}
+    result = subprocess.run(["sh", script], env=missing, capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "PILOT_RUN_DIR" in result.stderr
 
 
 # --- build.sh --------------------------------------------------------------------------------------
