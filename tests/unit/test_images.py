@@ -312,6 +312,8 @@ def test_pilot_entrypoint_runs_in_its_private_directory(tmp_path: Path) -> None:
     fake = bin_dir / "python3"
     fake.write_text(f'#!/bin/sh\npwd > "{record}"\nprintf "%s\\n" "$@" >> "{record}"\n')
     fake.chmod(0o755)
+    # the image installs the wrapper on PATH; the entrypoint execs the pilot through it
+    (bin_dir / "pilot-wrapper.sh").symlink_to(IMAGES / "pilot" / "pilot-wrapper.sh")
     run_dir, data_dir = tmp_path / "run", tmp_path / "data"
     data_dir.mkdir()
     env = {
@@ -335,7 +337,8 @@ def test_pilot_entrypoint_runs_in_its_private_directory(tmp_path: Path) -> None:
     argv = lines[1:]
     assert argv[argv.index("--workdir") + 1] == str(run_dir)
     assert str(data_dir) not in argv
-    assert argv[-1] == "-d"
+    # the entrypoint's own arguments pass through; the wrapper adds --cleanup False after them
+    assert argv[-3:] == ["-d", "--cleanup", "False"]
     missing = {k: v for k, v in env.items() if k != "PILOT_RUN_DIR"}
     result = subprocess.run(["sh", script], env=missing, capture_output=True, text=True, check=False)
     assert result.returncode != 0
