@@ -927,12 +927,23 @@ def gc(
         "dry_run": dry_run,
         "removed": [{"release": a.release, "why": a.why, "objects": list(a.objects)} for a in actions],
         "failures": {r: str(e) for r, e in sorted(actions.failures.items())},
+        "directories": actions.directories.to_dict() if actions.directories else None,
+        "directory_notes": list(actions.directory_notes),
     }
     if not emit(doc, output):
         verb = "would remove" if dry_run else "removed"
         for action in actions:
             extra = f": {', '.join(action.objects)}" if action.objects else ""
             out.print(f"{verb} {action.release} ({action.why}){extra}")
+        if actions.directories is not None:
+            d = actions.directories
+            out.print(
+                f"job directories of gone releases: {d.found} found, {d.removed} {verb}, "
+                f"{d.young} younger than the grace period, {d.failed} not removable, "
+                f"{d.kept} of live releases left alone"
+            )
+        for note in actions.directory_notes:
+            out.print(f"job directories: {note}")
         if not actions and not actions.failures:
             out.print(
                 f"nothing to collect in namespace {ns} (orphans younger than "
