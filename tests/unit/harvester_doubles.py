@@ -188,6 +188,7 @@ class FakeKube:
 
     def __init__(self) -> None:
         self.pods: dict[str, list[dict[str, Any]]] = {}
+        self.services: dict[str, list[dict[str, Any]]] = {}  # the JupyterLab Services per namespace
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.secret_meta: dict[tuple[str, str], dict[str, Any]] = {}
         self.server_now: datetime | None = NOW  # the API server's clock (the Date of its answers)
@@ -231,6 +232,15 @@ class FakeKube:
     ) -> tuple[list[dict[str, Any]], datetime | None]:
         self._count("list_pods", namespace)
         return copy.deepcopy(self.pods.get(namespace, [])), self.server_now
+
+    def list_services(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self._count("list_services", namespace)
+        wanted = dict(part.split("=", 1) for part in selector.split(","))
+        return [
+            copy.deepcopy(s)
+            for s in self.services.get(namespace, [])
+            if all(s["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]
 
     def server_time(self) -> datetime | None:
         self._count("server_time", "")

@@ -460,8 +460,13 @@ def test_monitor_puts_addresses_and_timings_in_the_attributes() -> None:
     assert ok
     attrs = interactive.session
     assert attrs["scheduler_address"] == "tcp://dask-201-scheduler.dask-sessions.svc.cluster.local:8786"
-    assert attrs["dashboard_url"].startswith("http://dask-201-scheduler.")
-    assert attrs["jupyter_url"]
+    # interactive: the dashboard is reached through JupyterLab's proxy, behind its password
+    assert attrs["jupyter_url"] == "http://dask-201-jupyterlab.dask-sessions.svc.cluster.local:8888/lab"
+    assert attrs["dashboard_url"] == (
+        "http://dask-201-jupyterlab.dask-sessions.svc.cluster.local:8888/proxy/"
+        "dask-201-scheduler.dask-sessions.svc.cluster.local:8787/status"
+    )
+    assert batch.session["dashboard_url"] == "http://dask-202-scheduler.dask-sessions.svc.cluster.local:8787/status"
     assert attrs["phase"] == "running"
     assert attrs["namespace"] == "dask-sessions"
     assert attrs["release"] == "dask-201"

@@ -229,7 +229,8 @@ def test_observe_judges_on_the_api_servers_date(host_offset: timedelta) -> None:
         kube.put("ns", "Pod", p)
     state = svc.observe()["dask-8"]
     assert (state.phase, state.reason) == (Phase.RUNNING, None)
-    assert kube.requests == 1  # the Date came with the LIST: no extra request
+    # the Date came with the pod LIST: no clock request; the one other is the JupyterLab Services'
+    assert kube.lists == [("pods", "ns"), ("services", "ns")] and kube.requests == 2
 
 
 def test_observe_without_a_date_falls_back_to_the_host_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
