@@ -59,6 +59,7 @@ class WorkSpec:
         self.workAttributes: dict[str, Any] | None = None
         self.errorCode: int | None = None
         self.errorDiag: str | None = None
+        self.diagMessage: str | None = None
         self.nativeExitCode: int | None = None
         self.nativeStatus: str | None = None
         self.submitTime: datetime | None = None
@@ -107,6 +108,27 @@ class WorkSpec:
 
     def is_final_status(self) -> bool:
         return self.status in self.FINAL_STATUSES
+
+    def set_dialog_message(self, msg: str | None) -> None:
+        """What Harvester's monitor body does with the diag a plugin returns."""
+        if msg not in (None, ""):
+            self.diagMessage = str(msg)[:500]
+
+    def convert_to_propagate(self) -> dict[str, Any]:
+        """The fields ``update_workers`` sends PanDA, as Harvester's own method picks them: the
+        status fields, ``diagMessage`` (the errorDiag instead when there is an error code) and,
+        of the work attributes, only ``stdOut``, ``stdErr``, ``batchLog`` and ``jdl``."""
+        data: dict[str, Any] = {}
+        for attr in ("workerID", "batchID", "status", "nativeExitCode", "nativeStatus", "diagMessage", "errorCode"):
+            value = getattr(self, attr, None)
+            if value is not None:
+                data[attr] = value
+        if self.errorCode not in (None, 0) and self.errorDiag not in (None, ""):
+            data["diagMessage"] = self.errorDiag
+        for attr in ("stdOut", "stdErr", "batchLog", "jdl"):
+            if self.workAttributes is not None and attr in self.workAttributes:
+                data[attr] = self.workAttributes[attr]
+        return data
 
     @property
     def session(self) -> dict[str, Any]:
