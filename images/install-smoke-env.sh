@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create the smoke tier's environment: a venv with exactly the pinned versions of
 # images/versions.env that the chart's container commands need (dask, distributed, bokeh, numpy,
-# pandas, lz4, msgpack, cloudpickle, tornado, toolz, jupyter-server, jupyterlab).
+# pandas, lz4, msgpack, cloudpickle, tornado, toolz, jupyter-server, jupyterlab,
+# jupyter-server-proxy, dask-labextension).
 #
 # Why: the smoke tier runs the scheduler, worker, gate and JupyterLab commands the chart renders
 # as local processes; they must run with the versions the images carry, or a green smoke tier
@@ -48,6 +49,8 @@ requirements=(
   "toolz==$(need TOOLZ_VERSION)"
   "jupyter-server==$(need JUPYTER_SERVER_VERSION)"
   "jupyterlab==$(need JUPYTERLAB_VERSION)"
+  "jupyter-server-proxy==$(need JUPYTER_SERVER_PROXY_VERSION)"
+  "dask-labextension==$(need DASK_LABEXTENSION_VERSION)"
 )
 
 [[ -x "$venv/bin/python" ]] || "$PYTHON" -m venv "$venv"

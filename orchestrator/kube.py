@@ -76,6 +76,7 @@ class Kind:
 
 
 POD: Final = Kind("Pod", "v1", "pods")
+SERVICE: Final = Kind("Service", "v1", "services")
 SECRET: Final = Kind("Secret", "v1", "secrets")
 JOB: Final = Kind("Job", "batch/v1", "jobs")
 PVC: Final = Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims")
@@ -86,7 +87,7 @@ EVENT: Final = Kind("Event", "v1", "events")
 LEFTOVER_KINDS: Final[tuple[Kind, ...]] = (
     JOB,
     POD,
-    Kind("Service", "v1", "services"),
+    SERVICE,
     Kind("ConfigMap", "v1", "configmaps"),
     SECRET,
     Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies"),
@@ -221,6 +222,15 @@ class Kube:
         """The same ONE LIST, with the API server's time of the answer (None if it sent no Date)."""
         data, date = self.request_at("GET", POD.path(namespace), query={"labelSelector": selector})
         return (list(data.get("items", [])) if data else []), date
+
+    def list_services(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """ONE LIST of the namespace's Services carrying the selector, as plain API JSON.
+
+        The monitor asks it once per namespace and cycle, only when it observes an interactive
+        session: a LoadBalancer's external address exists only in its Service's status.
+        """
+        data = self.request("GET", SERVICE.path(namespace), query={"labelSelector": selector})
+        return list(data.get("items", [])) if data else []
 
     def pod_events(self, namespace: str, release: str) -> list[dict[str, Any]]:
         """The events of one release's pods: asked only for a session that is failing."""

@@ -8,8 +8,9 @@ every cycle).
 
 Costs, by design:
 * `observe`: ONE pod LIST per namespace, whatever the number of sessions (its Date header is the
-  clock the states are judged on); events are fetched only for a session that is failing. No
-  helm process.
+  clock the states are judged on), plus ONE Service LIST of the JupyterLab Services when an
+  interactive session is going (their external addresses); events are fetched only for a
+  session that is failing. No helm process.
 * `submit`: one Secret create (the job's lock) + one `helm status` + one `helm install`; a
   concurrent or repeated submit: the create's conflict, one metadata GET and one `helm status`.
 * `kill`/`sweep`: helm uninstall, then label-based verification over every kind the release and
@@ -316,7 +317,26 @@ class SessionService:
                     release, ns, pods, now=now, release_known=known, events=events, skew_tolerance=tolerance
                 )
             states[release] = apply_deadline(state, pods, now, skew_tolerance=tolerance)
-        return states
+        return self._with_external_urls(ns, states)
+
+    def _with_external_urls(self, namespace: str, states: dict[str, SessionState]) -> dict[str, SessionState]:
+        """Interactive states with the external JupyterLab URL and the dashboard behind it.
+
+        At most ONE Service LIST per call (label-selected: the JupyterLab Services only), and
+        none unless an interactive session is still going: a LoadBalancer's external address
+        exists only in its Service's status. A refused LIST (a Role without it) keeps the
+        render-time URLs and says so; an unreachable API server raises as the pod LIST does.
+        """
+        if not any(s.mode == "interactive" and not s.final for s in states.values()):
+            return states
+        try:
+            services = self.kube.list_services(namespace, session_mod.JUPYTERLAB_SERVICE_SELECTOR)
+        except kube_mod.KubeUnavailable:
+            raise
+        except kube_mod.KubeError as err:
+            log.warning("observe %s: cannot list the JupyterLab Services (%s); URLs as rendered", namespace, err)
+            services = []
+        return session_mod.with_external_urls(states, services)
 
     def clock_skew(self) -> float:
         """Seconds the host's clock is ahead of the API server's (negative: behind); one request.

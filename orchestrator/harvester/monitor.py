@@ -12,7 +12,9 @@ updating the rest of the chunk.
 Cost: the workers are grouped by the namespace their submit recorded, and the service's
 ``observe`` lists each namespace's session pods ONCE (no helm call, no per-worker request, no
 Event request: ``with_events=False``, the FailedMount refinement is not worth an extra request per
-failing session here). Everything else is derived in memory.
+failing session here), plus ONE Service LIST when the namespace has an interactive session going
+(a LoadBalancer's external address is only in its Service's status). Everything else is derived
+in memory.
 
 Decisions (documented in docs/harvester.md):
 
@@ -31,6 +33,10 @@ Decisions (documented in docs/harvester.md):
   (:func:`~orchestrator.harvester.error_codes.error_code`):
   a starting session's ImagePullBackOff may still recover. The pilot's exit code also goes to
   ``nativeExitCode``.
+* The JupyterLab URL reaches PanDA while an interactive session runs: Harvester sends PanDA only
+  ``diagMessage``, ``nativeStatus``, ``nativeExitCode``, ``errorCode`` and the work attributes
+  ``stdOut``, ``stdErr``, ``batchLog``, ``jdl``, so the diag starts with ``JupyterLab: <url>``
+  and ``stdOut`` holds the URL. The password never leaves the per-job Secret.
 * Deadlines cost nothing extra: ``observe`` applies them to the pods it listed, so a session past
   its startup timeout or lifetime is reported ``failed`` (StartupTimeout, DeadlineExceeded) and an
   interactive session past its lease ``finished``/LeaseExpired, from the same LIST. The monitor
@@ -50,8 +56,15 @@ from typing import Any
 from orchestrator.harvester.error_codes import ErrorCodes, error_code
 from orchestrator.harvester.plugin_base import DaskPluginBase
 from orchestrator.harvester.statuses import PHASE_TO_STATUS, WorkerStatus
-from orchestrator.harvester.workspec import merge_attribute, naive_to_utc, session_attribute, worker_location
-from orchestrator.session import SessionState
+from orchestrator.harvester.workspec import (
+    PANDA_URL_ATTRIBUTE,
+    jupyter_diag,
+    merge_attribute,
+    naive_to_utc,
+    session_attribute,
+    worker_location,
+)
+from orchestrator.session import Phase, SessionState
 
 __all__ = ["DaskHelmMonitor"]
 
@@ -142,6 +155,10 @@ def _report(workspec: Any, state: SessionState) -> tuple[str, str]:
     native = f"{state.phase}/{state.reason}" if state.reason else str(state.phase)
     if getattr(workspec, "nativeStatus", None) != native:
         workspec.nativeStatus = native
+    if state.phase == Phase.RUNNING and state.mode == "interactive" and state.jupyter_url:
+        # what reaches PanDA: the URL, never the password (it is only in the per-job Secret)
+        diag = jupyter_diag(state.jupyter_url, diag)
+        workspec.set_work_attributes({PANDA_URL_ATTRIBUTE: state.jupyter_url})
     merge_attribute(
         workspec,
         {

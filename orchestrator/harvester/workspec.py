@@ -15,6 +15,8 @@ from typing import Any, Final
 
 __all__ = [
     "ATTRIBUTE_KEY",
+    "PANDA_URL_ATTRIBUTE",
+    "jupyter_diag",
     "merge_attribute",
     "naive_to_utc",
     "session_attribute",
@@ -28,6 +30,25 @@ It holds where the session lives (``namespace``, ``release``), so that the monit
 find it without a schema change in Harvester, and what the monitor last saw (phase, addresses,
 timings).
 """
+
+
+PANDA_URL_ATTRIBUTE: Final = "stdOut"
+"""The work attribute that carries the JupyterLab URL to PanDA.
+
+Harvester's ``update_workers`` sends PanDA only ``diagMessage``, ``nativeStatus``,
+``nativeExitCode``, ``errorCode`` and, of the work attributes, ``stdOut``, ``stdErr``,
+``batchLog`` and ``jdl`` (``WorkSpec.convert_to_propagate``): :data:`ATTRIBUTE_KEY` never leaves
+Harvester. ``stdOut`` is the worker's output link on the PanDA worker page; this package writes
+no log there, so it holds the address the user opens.
+"""
+
+JUPYTER_DIAG_PREFIX: Final = "JupyterLab: "
+
+
+def jupyter_diag(url: str, diag: str) -> str:
+    """The worker's diagMessage with the JupyterLab URL first (Harvester cuts it at 500 chars)."""
+    head = f"{JUPYTER_DIAG_PREFIX}{url}"
+    return f"{head}; {diag}" if diag else head
 
 
 def session_attribute(workspec: Any) -> dict[str, Any]:

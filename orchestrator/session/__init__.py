@@ -9,7 +9,8 @@ Modules: :mod:`~orchestrator.session.vocabulary` (label and annotation keys, com
 Reason, Timings, SessionState), :mod:`~orchestrator.session.pods` (the defensive readers: each pod
 is read once into a frozen ``PodView``), :mod:`~orchestrator.session.rules` (the ordered tuple
 ``RULES`` and :func:`derive_session`), :mod:`~orchestrator.session.deadlines` (the orchestrator's
-lifetime / lease / startup limits and the clock-skew tolerance).
+lifetime / lease / startup limits and the clock-skew tolerance), :mod:`~orchestrator.session.services`
+(the JupyterLab Services of a namespace -> the external JupyterLab URL and the dashboard behind it).
 
 Chart conventions relied on: every object carries ``app.kubernetes.io/name=dask-panda-session``
 and ``app.kubernetes.io/instance=<release>``; ``app.kubernetes.io/component`` is one of
@@ -106,6 +107,13 @@ from orchestrator.session.deadlines import (
 )
 from orchestrator.session.pods import Pod, PodView, group_pods_by_release, read_pod
 from orchestrator.session.rules import RULES, Context, Outcome, build_context, derive_session
+from orchestrator.session.services import (
+    JUPYTERLAB_SERVICE_SELECTOR,
+    external_jupyter_urls,
+    is_in_cluster_url,
+    proxied_dashboard_url,
+    with_external_urls,
+)
 from orchestrator.session.vocabulary import (
     ANN_DASHBOARD_URL,
     ANN_JUPYTER_URL,
@@ -159,6 +167,7 @@ __all__ = [
     "FINAL_PHASES",
     "INSTANCE_LABEL",
     "JUPYTERLAB",
+    "JUPYTERLAB_SERVICE_SELECTOR",
     "MAX_RESTARTS",
     "MODE_LABEL",
     "NAME_LABEL",
@@ -187,6 +196,10 @@ __all__ = [
     "deadline_verdict",
     "derive_session",
     "exceeded",
+    "external_jupyter_urls",
     "group_pods_by_release",
+    "is_in_cluster_url",
+    "proxied_dashboard_url",
     "read_pod",
+    "with_external_urls",
 ]

@@ -211,6 +211,17 @@ class FakeKube:
             pods = [copy.deepcopy(o) for (k, _), o in self.objects.get(namespace, {}).items() if k == "Pod"]
         return pods, self._date()
 
+    def list_services(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self._count()
+        wanted = dict(part.split("=", 1) for part in selector.split(","))
+        with self.lock:
+            self.lists.append(("services", namespace))
+            return [
+                copy.deepcopy(o)
+                for (k, _), o in self.objects.get(namespace, {}).items()
+                if k == "Service" and all(o["metadata"].get("labels", {}).get(a) == b for a, b in wanted.items())
+            ]
+
     def server_time(self) -> datetime | None:
         self._count()
         return self._date()

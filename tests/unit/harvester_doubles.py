@@ -59,6 +59,7 @@ class WorkSpec:
         self.workAttributes: dict[str, Any] | None = None
         self.errorCode: int | None = None
         self.errorDiag: str | None = None
+        self.diagMessage: str | None = None
         self.nativeExitCode: int | None = None
         self.nativeStatus: str | None = None
         self.submitTime: datetime | None = None
@@ -107,6 +108,27 @@ class WorkSpec:
 
     def is_final_status(self) -> bool:
         return self.status in self.FINAL_STATUSES
+
+    def set_dialog_message(self, msg: str | None) -> None:
+        """What Harvester's monitor body does with the diag a plugin returns."""
+        if msg not in (None, ""):
+            self.diagMessage = str(msg)[:500]
+
+    def convert_to_propagate(self) -> dict[str, Any]:
+        """The fields ``update_workers`` sends PanDA, as Harvester's own method picks them: the
+        status fields, ``diagMessage`` (the errorDiag instead when there is an error code) and,
+        of the work attributes, only ``stdOut``, ``stdErr``, ``batchLog`` and ``jdl``."""
+        data: dict[str, Any] = {}
+        for attr in ("workerID", "batchID", "status", "nativeExitCode", "nativeStatus", "diagMessage", "errorCode"):
+            value = getattr(self, attr, None)
+            if value is not None:
+                data[attr] = value
+        if self.errorCode not in (None, 0) and self.errorDiag not in (None, ""):
+            data["diagMessage"] = self.errorDiag
+        for attr in ("stdOut", "stdErr", "batchLog", "jdl"):
+            if self.workAttributes is not None and attr in self.workAttributes:
+                data[attr] = self.workAttributes[attr]
+        return data
 
     @property
     def session(self) -> dict[str, Any]:
@@ -188,6 +210,7 @@ class FakeKube:
 
     def __init__(self) -> None:
         self.pods: dict[str, list[dict[str, Any]]] = {}
+        self.services: dict[str, list[dict[str, Any]]] = {}  # the JupyterLab Services per namespace
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.secret_meta: dict[tuple[str, str], dict[str, Any]] = {}
         self.server_now: datetime | None = NOW  # the API server's clock (the Date of its answers)
@@ -231,6 +254,15 @@ class FakeKube:
     ) -> tuple[list[dict[str, Any]], datetime | None]:
         self._count("list_pods", namespace)
         return copy.deepcopy(self.pods.get(namespace, [])), self.server_now
+
+    def list_services(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self._count("list_services", namespace)
+        wanted = dict(part.split("=", 1) for part in selector.split(","))
+        return [
+            copy.deepcopy(s)
+            for s in self.services.get(namespace, [])
+            if all(s["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]
 
     def server_time(self) -> datetime | None:
         self._count("server_time", "")

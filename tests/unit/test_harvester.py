@@ -460,8 +460,13 @@ def test_monitor_puts_addresses_and_timings_in_the_attributes() -> None:
     assert ok
     attrs = interactive.session
     assert attrs["scheduler_address"] == "tcp://dask-201-scheduler.dask-sessions.svc.cluster.local:8786"
-    assert attrs["dashboard_url"].startswith("http://dask-201-scheduler.")
-    assert attrs["jupyter_url"]
+    # interactive: the dashboard is reached through JupyterLab's proxy, behind its password
+    assert attrs["jupyter_url"] == "http://dask-201-jupyterlab.dask-sessions.svc.cluster.local:8888/lab"
+    assert attrs["dashboard_url"] == (
+        "http://dask-201-jupyterlab.dask-sessions.svc.cluster.local:8888/proxy/"
+        "dask-201-scheduler.dask-sessions.svc.cluster.local:8787/status"
+    )
+    assert batch.session["dashboard_url"] == "http://dask-202-scheduler.dask-sessions.svc.cluster.local:8787/status"
     assert attrs["phase"] == "running"
     assert attrs["namespace"] == "dask-sessions"
     assert attrs["release"] == "dask-201"
@@ -763,3 +768,129 @@ def test_harvester_id_reaches_the_pilot_values() -> None:
     svc = SessionService(settings, helm=object(), kube=object())  # type: ignore[arg-type]
     _, rendered = svc.render(JobSpec(example_params()))
     assert rendered.values["job"]["harvesterId"] == "CERN_central_k8s"
+
+
+# ------------------------------------------------------------------------------------------------
+# the JupyterLab URL reaches PanDA
+
+
+def _harvester_python() -> str | None:
+    """A Python with the real ``pandaharvester`` installed: the Harvester agent's venv of the
+    checkout (``.venv-harvester``), or ``DPS_HARVESTER_PYTHON``; None where there is none."""
+    import os
+
+    candidates = [os.environ.get("DPS_HARVESTER_PYTHON", ""), str(ROOT / ".venv-harvester" / "bin" / "python")]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            probe = subprocess.run(
+                [candidate, "-c", "import pandaharvester.harvestercore.work_spec"],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return candidate
+    return None
+
+
+_REAL_PROPAGATE = textwrap.dedent(
+    """
+    import json, sys
+    from pandaharvester.harvestercore.work_spec import WorkSpec
+    given = json.load(sys.stdin)
+    ws = WorkSpec()
+    ws.workerID, ws.batchID, ws.status = given["workerID"], given["batchID"], given["status"]
+    ws.nativeStatus = given["nativeStatus"]
+    ws.set_work_attributes(given["workAttributes"])
+    ws.set_dialog_message(given["diag"])  # what Harvester's monitor body does with the diag
+    print(json.dumps(ws.convert_to_propagate(), default=str))
+    """
+)
+
+
+def _lb_service(release: str, namespace: str, ip: str) -> dict[str, object]:
+    labels = {
+        "app.kubernetes.io/name": "dask-panda-session",
+        "app.kubernetes.io/instance": release,
+        "app.kubernetes.io/component": "jupyterlab",
+    }
+    return {
+        "metadata": {"name": f"{release}-jupyterlab", "namespace": namespace, "labels": labels},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 8888}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
+    }
+
+
+def test_the_external_jupyterlab_url_reaches_the_fields_panda_receives() -> None:
+    """diagMessage starts with the URL and stdOut is the URL, with Harvester's own field
+    selection (the double; and the real WorkSpec where pandaharvester is installed)."""
+    import json
+
+    _, monitor, _, _, kube = plugins(namespace="dask-sessions")
+    kube.add(fixture_pods("interactive-staged", 201))  # type: ignore[attr-defined]
+    kube.add(fixture_pods("batch-running", 202))  # type: ignore[attr-defined]
+    kube.services["dask-sessions"] = [_lb_service("dask-201", "dask-sessions", "192.0.2.201")]  # type: ignore[attr-defined]
+    interactive, batch = submitted_worker(1, 201, "dask-sessions"), submitted_worker(2, 202, "dask-sessions")
+    ok, results = monitor.check_workers([interactive, batch])
+    assert ok
+    assert kube.calls == [("list_pods", "dask-sessions"), ("list_services", "dask-sessions")]  # type: ignore[attr-defined]
+    (status, diag), (_, batch_diag) = results
+    url = "http://192.0.2.201:8888/"
+    assert status == WorkSpec.ST_running
+    assert diag.startswith(f"JupyterLab: {url}")
+    assert interactive.session["jupyter_url"] == url
+    assert "JupyterLab" not in batch_diag and not batch.has_work_attribute("stdOut")
+
+    interactive.status = status
+    interactive.set_dialog_message(diag)
+    sent = interactive.convert_to_propagate()
+    assert sent["diagMessage"].startswith(f"JupyterLab: {url}")
+    assert sent["stdOut"] == url
+    assert "dask_panda_session" not in sent  # our own attribute never leaves Harvester
+    assert "password" not in json.dumps(sent).lower()
+
+    real = _harvester_python()
+    if real is not None:  # the same through Harvester's own WorkSpec
+        given = {
+            "workerID": interactive.workerID,
+            "batchID": interactive.batchID,
+            "status": status,
+            "nativeStatus": interactive.nativeStatus,
+            "workAttributes": interactive.workAttributes,
+            "diag": diag,
+        }
+        out = subprocess.run(
+            [real, "-c", _REAL_PROPAGATE], input=json.dumps(given), capture_output=True, text=True, check=True
+        )
+        real_sent = json.loads(out.stdout)
+        assert real_sent["diagMessage"] == sent["diagMessage"]
+        assert real_sent["stdOut"] == url
+        assert "dask_panda_session" not in real_sent
+
+
+def test_the_url_goes_to_panda_only_while_the_session_runs() -> None:
+    _, monitor, _, _, kube = plugins(namespace="dask-sessions")
+    kube.add(fixture_pods("image-pull-backoff", 203))  # type: ignore[attr-defined]
+    ws = submitted_worker(3, 203, "dask-sessions")
+    ok, [(status, diag)] = monitor.check_workers([ws])
+    assert ok and status != WorkSpec.ST_running
+    assert not diag.startswith("JupyterLab:") and not ws.has_work_attribute("stdOut")
+
+
+def test_many_interactive_sessions_cost_one_service_list_per_namespace() -> None:
+    _, monitor, _, _, kube = plugins()
+    workspecs = []
+    for i in range(20):
+        ns = f"ns-{i % 2}"
+        kube.add(fixture_pods("interactive-staged", 600 + i, ns))  # type: ignore[attr-defined]
+        kube.services.setdefault(ns, []).append(_lb_service(f"dask-{600 + i}", ns, f"192.0.2.{i}"))  # type: ignore[attr-defined]
+        workspecs.append(submitted_worker(i, 600 + i, ns))
+    ok, results = monitor.check_workers(workspecs)
+    assert ok
+    assert [d.split(";")[0] for _, d in results] == [f"JupyterLab: http://192.0.2.{i}:8888/" for i in range(20)]
+    assert kube.requests == 4  # type: ignore[attr-defined]
+    assert sorted(kube.calls) == [  # type: ignore[attr-defined]
+        ("list_pods", "ns-0"),
+        ("list_pods", "ns-1"),
+        ("list_services", "ns-0"),
+        ("list_services", "ns-1"),
+    ]

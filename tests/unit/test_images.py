@@ -47,6 +47,8 @@ REQUIRED_KEYS = {
     "TOOLZ_VERSION",
     "JUPYTERLAB_VERSION",
     "JUPYTER_SERVER_VERSION",
+    "JUPYTER_SERVER_PROXY_VERSION",
+    "DASK_LABEXTENSION_VERSION",
     "PANDA_PILOT_VERSION",
     "RUCIO_CLIENTS_VERSION",
 }
@@ -435,6 +437,8 @@ def test_smoke_venv_has_the_pinned_versions(versions: dict[str, str]) -> None:
         "toolz": "TOOLZ_VERSION",
         "jupyterlab": "JUPYTERLAB_VERSION",
         "jupyter_server": "JUPYTER_SERVER_VERSION",
+        "jupyter-server-proxy": "JUPYTER_SERVER_PROXY_VERSION",
+        "dask-labextension": "DASK_LABEXTENSION_VERSION",
     }
     code = (
         "import json, sys; from importlib.metadata import version; "

@@ -229,7 +229,8 @@ def test_observe_judges_on_the_api_servers_date(host_offset: timedelta) -> None:
         kube.put("ns", "Pod", p)
     state = svc.observe()["dask-8"]
     assert (state.phase, state.reason) == (Phase.RUNNING, None)
-    assert kube.requests == 1  # the Date came with the LIST: no extra request
+    # the Date came with the pod LIST: no clock request; the one other is the JupyterLab Services'
+    assert kube.lists == [("pods", "ns"), ("services", "ns")] and kube.requests == 2
 
 
 def test_observe_without_a_date_falls_back_to_the_host_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
@@ -334,3 +335,69 @@ def test_gc_measures_ages_on_the_server_clock() -> None:
     assert svc.gc(dry_run=True) == []
     kube.server_now = NOW + timedelta(minutes=20)
     assert [a.release for a in svc.gc(dry_run=True)] == ["dask-1"]
+
+
+def _jupyterlab_service(release: str, ip: str | None) -> dict[str, Any]:
+    labels = {
+        "app.kubernetes.io/name": "dask-panda-session",
+        "app.kubernetes.io/instance": release,
+        "app.kubernetes.io/component": "jupyterlab",
+    }
+    return {
+        "metadata": {"name": f"{release}-jupyterlab", "labels": labels},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 8888}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": ip}]} if ip else {}},
+    }
+
+
+def test_observe_reports_the_external_jupyterlab_url_with_one_service_list_for_all_sessions() -> None:
+    svc, _, kube = make()
+    for i in range(10):
+        release = f"dask-{100 + i}"
+        for p in session_pods(release, mode="interactive" if i % 2 else "batch"):
+            kube.put("ns", "Pod", p)
+        kube.put("ns", "Service", _jupyterlab_service(release, f"192.0.2.{i}" if i != 9 else None))
+    states = svc.observe()
+    assert kube.lists == [("pods", "ns"), ("services", "ns")]  # never one per session
+    assert states["dask-101"].jupyter_url == "http://192.0.2.1:8888/"
+    assert states["dask-101"].dashboard_url == (
+        "http://192.0.2.1:8888/proxy/dask-101-scheduler.ns.svc.cluster.local:8787/status"
+    )
+    assert states["dask-109"].jupyter_url is None  # its LoadBalancer has no address yet
+    assert states["dask-100"].jupyter_url is None  # batch
+    assert states["dask-100"].dashboard_url == "http://dask-100-scheduler.ns.svc.cluster.local:8787/status"
+
+
+def test_observe_lists_no_service_without_an_interactive_session_going() -> None:
+    svc, _, kube = make()
+    for p in session_pods("dask-1"):
+        kube.put("ns", "Pod", p)
+    svc.observe()
+    assert kube.lists == [("pods", "ns")]
+
+
+def test_a_refused_service_list_keeps_the_rendered_urls(caplog: pytest.LogCaptureFixture) -> None:
+    svc, _, kube = make()
+    for p in session_pods("dask-3", mode="interactive"):
+        kube.put("ns", "Pod", p)
+
+    def refused(namespace: str, selector: str) -> list[dict[str, Any]]:
+        raise KubeError("GET services: 403 Forbidden: cannot list services")
+
+    kube.list_services = refused  # type: ignore[method-assign]
+    state = svc.observe()["dask-3"]
+    assert state.phase == Phase.RUNNING
+    assert "cannot list the JupyterLab Services" in caplog.text
+
+
+def test_an_unreachable_api_for_the_service_list_fails_observe() -> None:
+    svc, _, kube = make()
+    for p in session_pods("dask-4", mode="interactive"):
+        kube.put("ns", "Pod", p)
+
+    def down(namespace: str, selector: str) -> list[dict[str, Any]]:
+        raise KubeUnavailable("GET services: cluster unreachable")
+
+    kube.list_services = down  # type: ignore[method-assign]
+    with pytest.raises(KubeUnavailable):
+        svc.observe()
