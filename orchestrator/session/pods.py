@@ -377,8 +377,11 @@ def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
         if isinstance(pod, PodView):
             component, annotations = pod.component, pod.annotations
         else:
-            component = _mapping(get(pod, "metadata", "labels")).get(COMPONENT_LABEL)
-            annotations = _mapping(get(pod, "metadata", "annotations"))
+            metadata = _mapping(pod.get("metadata") if type(pod) is dict else get(pod, "metadata"))
+            component = _mapping(metadata.get("labels")).get(COMPONENT_LABEL)
+            if component not in SESSION_COMPONENTS:
+                continue
+            annotations = _mapping(metadata.get("annotations"))
         if component in SESSION_COMPONENTS:
             for key, value in annotations.items():
                 merged.setdefault(key, value)
