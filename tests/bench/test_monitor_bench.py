@@ -52,6 +52,9 @@ from tests.unit.harvester_doubles import make_service
 __all__ = ["big_node"]
 
 SIZES = [int(s) for s in os.environ.get("DPS_BENCH_MONITOR_SIZES", "1,10,100,1000,5000").split(",") if s]
+# the upstream emulation costs about 30 s of CPU per 1,000 sessions (typed models): measured up
+# to this size, extrapolated linearly beyond it (one LIST and model decoding per chunk: linear)
+UPSTREAM_MAX = int(os.environ.get("DPS_BENCH_UPSTREAM_MAX", "1000"))
 HELM_SIZES = [int(s) for s in os.environ.get("DPS_BENCH_HELM_SIZES", "1,10,50").split(",") if s]
 OUT = RESULTS / "monitor.json"
 COMMAND = ".venv/bin/python -m pytest -p no:cacheprovider -m bench tests/bench/test_monitor_bench.py -s"
@@ -255,15 +258,19 @@ def _settle(svc: SessionService, releases: list[str], timeout: float = 300.0) ->
 # at scale, after the live part (its helm figures are extrapolated here)
 
 
+@pytest.mark.timeout(3600)
 def test_monitor_cycle_at_scale() -> None:
     figures: dict[str, Any] = {"load_average_at_start": os.getloadavg(), "sizes": {}}
     helm = _helm_per_release()
+    upstream_measured: tuple[int, dict[str, Any]] | None = None
     for size in SIZES:
         cycles, api, releases = _fake_cycles(size)
+        if size > UPSTREAM_MAX:
+            del cycles["upstream_emulated"]
         row: dict[str, Any] = {"sessions": size}
         results: dict[str, Any] = {}
         for name, cycle in cycles.items():
-            # the upstream emulation costs minutes at thousands of sessions: measured once there,
+            # the upstream emulation costs minutes at a thousand sessions: measured once there,
             # its memory by the fresh-process RSS below
             slow = name == "upstream_emulated" and size >= 1000
             repeat = 1 if slow else 3 if size >= 1000 else 5
@@ -275,9 +282,22 @@ def test_monitor_cycle_at_scale() -> None:
         # what must hold whatever the machine: one LIST per namespace, one per chunk of 500, and
         # the reduced pods derive exactly the states the whole pods do
         assert row["ours"]["api_requests"] == row["ours_reduced"]["api_requests"] == 1
-        assert row["upstream_emulated"]["api_requests"] == math.ceil(size / 500)
         assert results["ours"] == results["ours_reduced"]
-        assert sorted(results["ours"]) == sorted(releases) == sorted(results["upstream_emulated"])
+        assert sorted(results["ours"]) == sorted(releases)
+        if "upstream_emulated" in results:
+            assert row["upstream_emulated"]["api_requests"] == math.ceil(size / 500)
+            assert sorted(results["upstream_emulated"]) == sorted(releases)
+            upstream_measured = (size, row["upstream_emulated"])
+        elif upstream_measured is not None:
+            at, measured = upstream_measured
+            row["upstream_emulated"] = {
+                "label": f"EXTRAPOLATED linearly from the measured {at} sessions x {size}",
+                "api_requests": math.ceil(size / 500),
+                "wall_seconds_median": round(measured["wall_seconds_median"] * size / at, 2),
+                "cpu_seconds_median": round(measured["cpu_seconds_median"] * size / at, 2),
+                "process_starts": 0,
+                "traced_peak_mb": None,
+            }
         if helm is not None:
             per = helm["wall_seconds"] / helm["measured_at_live_releases"]
             cpu_per = helm["cpu_seconds_children"] / helm["measured_at_live_releases"]
@@ -289,7 +309,9 @@ def test_monitor_cycle_at_scale() -> None:
             }
         ours = row["ours"]["wall_seconds_median"]
         row["ratios_wall_over_ours"] = {
-            name: round(row[name]["wall_seconds_median"] / ours, 2) for name in cycles if ours
+            name: round(row[name]["wall_seconds_median"] / ours, 2)
+            for name in ("ours_reduced", "upstream_emulated")
+            if ours and name in row
         }
         if helm is not None and ours:
             row["ratios_wall_over_ours"]["naive_helm_extrapolated"] = round(
@@ -298,9 +320,11 @@ def test_monitor_cycle_at_scale() -> None:
         figures["sizes"][str(size)] = row
         print(json.dumps(row, indent=1))
     largest = max(SIZES)
+    upstream_at = min(largest, UPSTREAM_MAX)
     figures["peak_rss_one_cycle_fresh_process"] = {
         "sessions": largest,
-        **{name: _rss_in_subprocess(name, largest) for name in ("ours", "ours_reduced", "upstream_emulated")},
+        **{name: _rss_in_subprocess(name, largest) for name in ("ours", "ours_reduced")},
+        "upstream_emulated": {"sessions": upstream_at, **_rss_in_subprocess("upstream_emulated", upstream_at)},
     }
     figures["process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     _save("recorded_pods_fake_api", figures)
