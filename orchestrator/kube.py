@@ -9,6 +9,16 @@ must not cancel anything), anything else `KubeError`.
 Secrets are written here and nowhere else; their values are never logged or put in an error, and
 they are never read back (the per-job Secret is read as metadata only).
 
+Decoding: answers are decoded by msgspec (a well-kept, fast JSON decoder), with the garbage
+collector paused for the duration: a decoded JSON tree holds no reference cycles, yet building
+one of tens of thousands of pods (millions of containers) makes the collector rescan the growing
+tree again and again, which costs more than the decoding itself. The pod LISTs ask for
+``resourceVersion=0``: the API server answers from its watch cache instead of reading every pod
+from etcd, so a monitor cycle is cheap for the server too (the answer may lag the latest write by
+the cache's delay, well under a monitor period). :meth:`Kube.list_pod_states_at` decodes only
+what observation reads (each pod's ``metadata`` without ``managedFields``, and ``status``),
+skipping ``spec`` without building it: about half the decoding time of the full pods.
+
 Time: every API answer carries the server's `Date` header. The calls whose callers reason about
 ages (the pod LIST of observe, the Secret that serves as a submit's lock) return it, so ages are
 measured on the API server's clock, never the host's.
@@ -16,15 +26,19 @@ measured on the API server's clock, never the host's.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final
+
+import msgspec
 
 from orchestrator.errors import DaskPandaSessionError
 
@@ -56,6 +70,9 @@ class KubeUnavailable(KubeError):
 class KubeConflict(KubeError):
     """409: the object exists already, or a precondition (its uid) no longer holds."""
 
+
+# The pod LISTs are answered from the API server's watch cache, not from etcd.
+_FROM_WATCH_CACHE: Final = {"resourceVersion": "0"}
 
 # Asks for an object's metadata only (no `data` of a Secret ever travels back).
 _METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
@@ -172,8 +189,13 @@ class Kube:
         content_type: str = "application/json",
         accept: str = "application/json",
         missing_ok: bool = False,
+        decoder: msgspec.json.Decoder[Any] | None = None,
     ) -> tuple[Any, datetime | None]:
-        """One API request: (decoded JSON or None for a tolerated 404, the server's Date or None)."""
+        """One API request: (decoded JSON or None for a tolerated 404, the server's Date or None).
+
+        `decoder` decodes the body into a typed shape (default: plain JSON values). An answer
+        that is not JSON (a truncated body, a proxy's error page) is `KubeUnavailable`.
+        """
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -209,7 +231,14 @@ class Kube:
             raw, headers = response[0].data, response[2] if len(response) > 2 else None
         else:
             raw, headers = response.data, getattr(response, "headers", None)
-        return (json.loads(raw) if raw else None), _date(headers)
+        if not raw:
+            return None, _date(headers)
+        try:
+            with _collector_paused():
+                data = (decoder or _JSON).decode(raw)
+        except msgspec.DecodeError as err:
+            raise KubeUnavailable(f"{method} {path}: the API answered unreadable JSON: {err}") from None
+        return data, _date(headers)
 
     # -- observation (hot path) ----------------------------------------------------------------
     def list_pods(self, namespace: str, selector: str = APP_SELECTOR) -> list[dict[str, Any]]:
@@ -219,9 +248,29 @@ class Kube:
     def list_pods_at(
         self, namespace: str, selector: str = APP_SELECTOR
     ) -> tuple[list[dict[str, Any]], datetime | None]:
-        """The same ONE LIST, with the API server's time of the answer (None if it sent no Date)."""
-        data, date = self.request_at("GET", POD.path(namespace), query={"labelSelector": selector})
-        return (list(data.get("items", [])) if data else []), date
+        """The same ONE LIST, with the API server's time of the answer (None if it sent no Date).
+
+        Served from the API server's watch cache (``resourceVersion=0``).
+        """
+        query = {"labelSelector": selector, **_FROM_WATCH_CACHE}
+        data, date = self.request_at("GET", POD.path(namespace), query=query)
+        items = data.get("items") if isinstance(data, dict) else None
+        return (list(items) if isinstance(items, list) else []), date
+
+    def list_pod_states_at(
+        self, namespace: str, selector: str = APP_SELECTOR
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        """The same ONE LIST, each pod reduced to what observation reads, and the server's time.
+
+        Each pod is ``{"metadata": ..., "status": ...}`` as the API sent them, except
+        ``metadata.managedFields``; its ``spec`` is skipped while decoding, never built (no rule
+        reads it). About half the decoding cost of :meth:`list_pods_at` for the same answer.
+        """
+        query = {"labelSelector": selector, **_FROM_WATCH_CACHE}
+        data, date = self.request_at("GET", POD.path(namespace), query=query, decoder=_POD_STATES)
+        if data is None:
+            return [], date
+        return [pod.as_dict() for pod in data.items or ()], date
 
     def list_services(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """ONE LIST of the namespace's Services carrying the selector, as plain API JSON.
@@ -352,6 +401,49 @@ class Kube:
 
     def exists(self, path: str) -> bool:
         return self.request("GET", path, missing_ok=True) is not None
+
+
+class _PodState(msgspec.Struct, gc=False):
+    """One listed pod: its metadata and status as plain JSON values; everything else skipped."""
+
+    metadata: Any = None
+    status: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        metadata = self.metadata
+        if isinstance(metadata, dict) and "managedFields" in metadata:
+            metadata = {k: v for k, v in metadata.items() if k != "managedFields"}
+        pod: dict[str, Any] = {}
+        if metadata is not None:
+            pod["metadata"] = metadata
+        if self.status is not None:
+            pod["status"] = self.status
+        return pod
+
+
+class _PodStateList(msgspec.Struct, gc=False):
+    items: list[_PodState] | None = None
+
+
+_JSON: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder()
+_POD_STATES: Final = msgspec.json.Decoder(_PodStateList)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a JSON answer is decoded (see the module doc).
+
+    Only the caller that paused it resumes it, so a collector disabled on purpose elsewhere
+    stays disabled; a decode in another thread at the same time merely runs with it paused.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _in_cluster() -> bool:

@@ -139,11 +139,15 @@ def describe(ended: Mapping[str, Any]) -> str:
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
-    return value if is_mapping(value) else {}
+    if type(value) is dict:
+        return value
+    return value if isinstance(value, Mapping) else {}
 
 
 def _mappings(value: object) -> tuple[Mapping[str, Any], ...]:
-    return tuple(v for v in value if is_mapping(v)) if isinstance(value, list) else ()
+    if not isinstance(value, list):
+        return ()
+    return tuple([v for v in value if type(v) is dict or isinstance(v, Mapping)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,56 +207,109 @@ class PodView:
         return ended if ended is not None else self.latest_transition
 
 
+def _time(value: object) -> datetime | None:
+    """:func:`parse_time` with the common case (a non-empty ``str``) first."""
+    if type(value) is str:
+        return _parse_time(value) if value else None
+    return parse_time(value)
+
+
 def read_pod(pod: Pod) -> PodView:
-    """Read one pod dict (any shape) into a :class:`PodView`."""
-    metadata = _mapping(get(pod, "metadata"))
-    status = _mapping(get(pod, "status"))
+    """Read one pod dict (any shape) into a :class:`PodView`.
+
+    The hot path of a monitor cycle (once per listed pod): every field is visited once, with
+    plain-dict fast paths, and the kubelet timestamps are reduced to their min and max on the way.
+    """
+    metadata = _mapping(pod.get("metadata") if type(pod) is dict else get(pod, "metadata"))
+    status = _mapping(pod.get("status") if type(pod) is dict else get(pod, "status"))
     labels = _mapping(metadata.get("labels"))
     component = labels.get(COMPONENT_LABEL)
     component = component if isinstance(component, str) else None
     name = metadata.get("name")
 
-    conditions = {
-        c.get("type"): c for c in _mappings(status.get("conditions")) if isinstance(c.get("type"), str)
-    }
+    conditions: dict[str, Mapping[str, Any]] = {}
+    raw_conditions = status.get("conditions")
+    if isinstance(raw_conditions, list):
+        for condition in raw_conditions:
+            if is_mapping(condition):
+                kind = condition.get("type")
+                if isinstance(kind, str):
+                    conditions[kind] = condition
     ready_condition = conditions.get("Ready")
     ready = ready_condition is not None and ready_condition.get("status") == "True"
-    ready_changed = parse_time(get(ready_condition, "lastTransitionTime"))
-    start_times = [parse_time(get(conditions.get(kind), "lastTransitionTime")) for kind in _START_CONDITIONS]
-    started = max((t for t in start_times if t is not None), default=None)
+    ready_changed = _time(ready_condition.get("lastTransitionTime")) if ready_condition is not None else None
+    started: datetime | None = None
+    for kind in _START_CONDITIONS:
+        condition = conditions.get(kind)
+        if condition is not None:
+            when = _time(condition.get("lastTransitionTime"))
+            if when is not None and (started is None or when > started):
+                started = when
+    # the kubelet's timestamps (node clocks): condition transitions, startTime, container times
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    latest_transition: datetime | None = None
+    for condition in conditions.values():
+        when = _time(condition.get("lastTransitionTime"))
+        if when is not None:
+            if latest_transition is None or when > latest_transition:
+                latest_transition = when
+            if earliest is None or when < earliest:
+                earliest = when
+    latest = latest_transition
+    when = _time(status.get("startTime"))
+    if when is not None:
+        if earliest is None or when < earliest:
+            earliest = when
+        if latest is None or when > latest:
+            latest = when
+
     containers = _mappings(status.get("containerStatuses"))
-    ran = any(
-        isinstance(get(c, "state", "running"), Mapping) or terminated(c) or terminated(c, last=True)
-        for c in containers
-    )
+    init_containers = _mappings(status.get("initContainerStatuses"))
+    ran = False
+    main: Mapping[str, Any] | None = containers[0] if containers else None
+    main_found = False
+    for index, container in enumerate((*containers, *init_containers)):
+        is_app = index < len(containers)
+        if is_app and not main_found and container.get("name") == component:
+            main, main_found = container, True
+        for key in ("state", "lastState"):
+            state = container.get(key)
+            if not is_mapping(state):
+                continue
+            if is_app and not ran:
+                if key == "state" and isinstance(state.get("running"), Mapping):
+                    ran = True
+                else:
+                    block = state.get("terminated")
+                    ran = isinstance(block, Mapping) and bool(block)
+            for block in state.values():
+                if is_mapping(block):
+                    for stamp in (block.get("startedAt"), block.get("finishedAt")):
+                        when = _time(stamp)
+                        if when is not None:
+                            if earliest is None or when < earliest:
+                                earliest = when
+                            if latest is None or when > latest:
+                                latest = when
     was_ready = ready or (
         ran and ready_changed is not None and started is not None and ready_changed > started
     )
-    transitions = [parse_time(c.get("lastTransitionTime")) for c in conditions.values()]
-    latest_transition = max((t for t in transitions if t is not None), default=None)
 
-    init_containers = _mappings(status.get("initContainerStatuses"))
-    main = next((c for c in containers if c.get("name") == component), containers[0] if containers else None)
+    created = _time(metadata.get("creationTimestamp"))
+    skew_behind = (
+        max(0.0, (created - earliest).total_seconds()) if created is not None and earliest is not None else 0.0
+    )
+    if created is not None and (latest is None or created > latest):
+        latest = created
 
-    kubelet: list[datetime | None] = [*transitions, parse_time(status.get("startTime"))]
-    for container in (*containers, *init_containers):
-        for state in (container.get("state"), container.get("lastState")):
-            if not is_mapping(state):
-                continue
-            for block in state.values():
-                if is_mapping(block):
-                    kubelet.append(parse_time(block.get("startedAt")))
-                    kubelet.append(parse_time(block.get("finishedAt")))
-    known = [t for t in kubelet if t is not None]
-    created = parse_time(metadata.get("creationTimestamp"))
-    skew_behind = max(0.0, (created - min(known)).total_seconds()) if created and known else 0.0
-
-    deletion_timestamp = parse_time(metadata.get("deletionTimestamp"))
+    deletion_timestamp = _time(metadata.get("deletionTimestamp"))
     deletion_requested = None
     if deletion_timestamp is not None:
         grace = to_int(metadata.get("deletionGracePeriodSeconds")) or 0
         deletion_requested = deletion_timestamp - timedelta(seconds=max(grace, 0))
 
+    phase = status.get("phase")
     pod_reason = status.get("reason")
     pod_message = status.get("message")
     return PodView(
@@ -260,7 +317,7 @@ def read_pod(pod: Pod) -> PodView:
         component=component,
         labels=labels,
         annotations=_mapping(metadata.get("annotations")),
-        phase=status.get("phase") if isinstance(status.get("phase"), str) else None,
+        phase=phase if isinstance(phase, str) else None,
         reason=pod_reason if isinstance(pod_reason, str) and pod_reason else None,
         status_message=pod_message if isinstance(pod_message, str) and pod_message else None,
         created=created,
@@ -274,7 +331,7 @@ def read_pod(pod: Pod) -> PodView:
         containers=containers,
         init_containers=init_containers,
         latest_transition=latest_transition,
-        latest_time=max((t for t in (*known, created) if t is not None), default=None),
+        latest_time=latest,
         skew_behind=skew_behind,
     )
 
@@ -320,8 +377,11 @@ def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
         if isinstance(pod, PodView):
             component, annotations = pod.component, pod.annotations
         else:
-            component = _mapping(get(pod, "metadata", "labels")).get(COMPONENT_LABEL)
-            annotations = _mapping(get(pod, "metadata", "annotations"))
+            metadata = _mapping(pod.get("metadata") if type(pod) is dict else get(pod, "metadata"))
+            component = _mapping(metadata.get("labels")).get(COMPONENT_LABEL)
+            if component not in SESSION_COMPONENTS:
+                continue
+            annotations = _mapping(metadata.get("annotations"))
         if component in SESSION_COMPONENTS:
             for key, value in annotations.items():
                 merged.setdefault(key, value)

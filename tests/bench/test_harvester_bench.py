@@ -49,6 +49,9 @@ class JsonKube(FakeKube):
         body = json.dumps({"kind": "PodList", "apiVersion": "v1", "items": self.pods.get(namespace, [])})
         return list(json.loads(body)["items"]), self.server_now
 
+    # observe may list the reduced pods (metadata and status only): the same JSON round trip here
+    list_pod_states_at = list_pods_at
+
 
 def pods_for(kind: str, pandaid: int, namespace: str) -> list[dict[str, Any]]:
     if kind == "pilot-exit":

@@ -94,3 +94,93 @@ def test_delete_with_a_uid_sends_the_precondition_and_a_mismatch_deletes_nothing
 def test_errors_keep_their_class(status: int, error: type[Exception]) -> None:
     with pytest.raises(error):
         kube(FakeApi(error=status)).list_pods_at("ns")
+
+
+# -- the pod LIST: watch cache, decoder, the reduced pods of observation ---------------------------
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {
+        "name": "dask-1-scheduler",
+        "labels": {"app.kubernetes.io/instance": "dask-1"},
+        "annotations": {"dask-panda-session/workers": "2"},
+        "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}],
+    },
+    "spec": {"containers": [{"name": "scheduler", "image": "dask:1"}]},
+    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+}
+
+
+@pytest.mark.parametrize("method", ["list_pods_at", "list_pod_states_at"])
+def test_pod_lists_are_one_request_from_the_watch_cache(method: str) -> None:
+    api = FakeApi({"kind": "PodList", "items": [POD]})
+    getattr(kube(api), method)("ns", "a=b")
+    (seen,) = api.seen
+    assert seen["method"] == "GET" and seen["path"] == "/api/v1/namespaces/ns/pods"
+    assert dict(seen["query_params"]) == {"labelSelector": "a=b", "resourceVersion": "0"}
+
+
+def test_list_pods_at_returns_the_whole_pods() -> None:
+    pods, _ = kube(FakeApi({"kind": "PodList", "items": [POD]})).list_pods_at("ns")
+    assert pods == [POD]
+
+
+def test_list_pod_states_keeps_metadata_and_status_only() -> None:
+    pods, date = kube(FakeApi({"kind": "PodList", "items": [POD, {"metadata": {"name": "bare"}}]})).list_pod_states_at("ns")
+    expected_meta = {k: v for k, v in POD["metadata"].items() if k != "managedFields"}  # type: ignore[union-attr]
+    assert pods == [{"metadata": expected_meta, "status": POD["status"]}, {"metadata": {"name": "bare"}}]
+    assert date == datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
+
+
+def test_the_reduced_pods_derive_the_same_states_as_the_whole_ones() -> None:
+    from orchestrator.session import derive_session, group_pods_by_release
+    from tests.unit.harvester_doubles import NOW, fixture_pods
+
+    items = [p for name in ("batch-running", "image-pull-backoff", "worker-terminating") for p in fixture_pods(name, 11)]
+    whole, _ = kube(FakeApi({"items": items})).list_pods_at("ns")
+    reduced, _ = kube(FakeApi({"items": items})).list_pod_states_at("ns")
+    assert all("spec" not in p for p in reduced) and any("spec" in p for p in whole)
+    for release, pods in group_pods_by_release(whole).items():
+        again = group_pods_by_release(reduced)[release]
+        assert derive_session(release, "ns", again, now=NOW) == derive_session(release, "ns", pods, now=NOW)
+
+
+@pytest.mark.parametrize("method", ["list_pods_at", "list_pod_states_at"])
+@pytest.mark.parametrize("body", [b'{"items": [{"metadata": ', b"<html>502 Bad Gateway</html>"])
+def test_an_unreadable_answer_is_unavailable(method: str, body: bytes) -> None:
+    api = FakeApi({})
+    api.call_api = lambda *a, **kw: (type("R", (), {"data": body})(), 200, {"Date": DATE})  # type: ignore[method-assign]
+    with pytest.raises(KubeUnavailable, match="unreadable JSON"):
+        getattr(kube(api), method)("ns")
+
+
+def test_an_empty_list_is_empty() -> None:
+    assert kube(FakeApi({"kind": "PodList", "items": []})).list_pod_states_at("ns")[0] == []
+    assert kube(FakeApi({"kind": "PodList", "items": None})).list_pods_at("ns")[0] == []
+
+
+def test_decoding_pauses_the_collector_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from orchestrator import kube as kube_mod
+
+    seen: list[bool] = []
+    original = kube_mod._JSON
+
+    class Spy:
+        def decode(self, raw: bytes) -> Any:
+            seen.append(gc.isenabled())
+            return original.decode(raw)
+
+    monkeypatch.setattr(kube_mod, "_JSON", Spy())
+    assert gc.isenabled()
+    kube(FakeApi({"items": []})).list_pods_at("ns")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        kube(FakeApi({"items": []})).list_pods_at("ns")
+        assert not gc.isenabled()  # disabled on purpose elsewhere: left disabled
+    finally:
+        gc.enable()
+    assert seen == [False, False]
