@@ -211,6 +211,12 @@ class FakeKube:
             pods = [copy.deepcopy(o) for (k, _), o in self.objects.get(namespace, {}).items() if k == "Pod"]
         return pods, self._date()
 
+    def list_pod_states_at(
+        self, namespace: str, selector: str = APP_SELECTOR
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        """The monitor's LIST (metadata and status only on the real API); whole pods here."""
+        return self.list_pods_at(namespace, selector)
+
     def list_services(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self._count()
         wanted = dict(part.split("=", 1) for part in selector.split(","))

@@ -255,6 +255,12 @@ class FakeKube:
         self._count("list_pods", namespace)
         return copy.deepcopy(self.pods.get(namespace, [])), self.server_now
 
+    def list_pod_states_at(
+        self, namespace: str, selector: str = kube_mod.APP_SELECTOR
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        """The monitor's LIST (metadata and status only on the real API); whole pods here."""
+        return self.list_pods_at(namespace, selector)
+
     def list_services(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self._count("list_services", namespace)
         wanted = dict(part.split("=", 1) for part in selector.split(","))
