@@ -23,6 +23,7 @@ they stay out, because the pilot runs the payload twice when `scheduler_ip` is s
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import json
 import re
@@ -40,6 +41,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from orchestrator.errors import InputError
 from orchestrator.job import MAX_DEFINITION_BYTES, Mode, PandaJob, QueueLimits, SecretStr
+from orchestrator.tls import CA_KEY, CERT_KEY, make_session_tls
 
 __all__ = [
     "CHART_DIR",
@@ -112,8 +114,9 @@ class SecretData:
 
     def values_to_scrub(self) -> list[str]:
         """The values that must never be shown; the job definition is not a secret (no scrubbing
-        of helm output against hundreds of kB), it only shares the Secret."""
-        return [v.get() for k, v in self._data.items() if k != DEFINITION_KEY]
+        of helm output against hundreds of kB), nor are the session's public certificates."""
+        public = {DEFINITION_KEY, CA_KEY, CERT_KEY}
+        return [v.get() for k, v in self._data.items() if k not in public]
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,8 @@ def session_addresses(values: Mapping[str, Any], release: str, namespace: str) -
     pods' annotations).
     """
     domain = _get(values, "clusterDomain")
-    scheduler = f"tcp://{release}-scheduler.{namespace}.svc.{domain}:{int(_get(values, 'scheduler.port'))}"
+    comm = "tls" if _get(values, "tls.enabled") else "tcp"
+    scheduler = f"{comm}://{release}-scheduler.{namespace}.svc.{domain}:{int(_get(values, 'scheduler.port'))}"
     jupyter = _get(values, "jupyterlab") or {}
     ingress, service = jupyter.get("ingress") or {}, jupyter.get("service") or {}
     if ingress.get("enabled"):
@@ -400,6 +404,25 @@ def job_values(job: PandaJob, release: str) -> dict[str, Any]:
     }
 
 
+TLS_VALIDITY_MARGIN: Final = 86400
+"""Seconds the session certificates outlive the session's lifetime (a late end, a retried uninstall)."""
+
+
+def _session_tls(values: Mapping[str, Any], release: str, namespace: str) -> dict[str, SecretStr]:
+    """A fresh CA and session certificate for the per-job Secret (never for the values)."""
+    scheduler = f"{release}-scheduler"
+    domain = str(_get(values, "clusterDomain") or "cluster.local")
+    names = [
+        scheduler,
+        f"{scheduler}.{namespace}",
+        f"{scheduler}.{namespace}.svc",
+        f"{scheduler}.{namespace}.svc.{domain}",
+    ]
+    lifetime = _int_value(values, "timeouts.lifetimeSeconds")
+    tls = make_session_tls(release, names, valid_for=dt.timedelta(seconds=lifetime + TLS_VALIDITY_MARGIN))
+    return tls.secret_data()
+
+
 def render_values(
     job: PandaJob,
     queue: QueueConfig,
@@ -432,6 +455,8 @@ def render_values(
     data = {DEFINITION_KEY: SecretStr(definition.decode("utf-8"))}
     if job.interactive and job.password:
         data[PASSWORD_KEY] = job.password
+    if _get(effective, "tls.enabled"):
+        data.update(_session_tls(effective, release, namespace))
     secret = SecretData(data)
     if secret.size() > MAX_SECRET_BYTES:
         raise ValuesError(

@@ -115,6 +115,49 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         RELEASE,
     ),
     (
+        "ingress-route-shared-by-every-session",
+        with_value(
+            with_value(INTERACTIVE, "jupyterlab.ingress.enabled", True),
+            "jupyterlab.ingress.host",
+            "jupyter.example.org",
+        ),
+        "jupyterlab.ingress.path",
+        RELEASE,
+    ),
+    (
+        "egress-to-the-metadata-server",
+        with_value(BATCH, "networkPolicy.egress.pilot", [{"cidr": "169.254.169.254/32"}]),
+        "networkPolicy.egress.pilot",
+        RELEASE,
+    ),
+    (
+        "egress-cidr-malformed",
+        with_value(BATCH, "networkPolicy.egress.allowed", [{"cidr": "everything"}]),
+        "networkPolicy.egress.allowed",
+        RELEASE,
+    ),
+    *[
+        (
+            f"reserved-{where}-{key}".replace("/", "-"),
+            with_value(BATCH, where, {key: "x"}),
+            key,
+            RELEASE,
+        )
+        for where, key in [
+            ("commonPodLabels", "app.kubernetes.io/instance"),
+            ("commonPodLabels", "app.kubernetes.io/component"),
+            ("scheduler.podLabels", "helm.sh/chart"),
+            ("workers.podLabels", "dask-panda-session/pandaid"),
+            ("pilot.podLabels", "app.kubernetes.io/name"),
+            ("jupyterlab.podLabels", "app.kubernetes.io/instance"),
+            ("commonPodAnnotations", "dask-panda-session/lifetime-seconds"),
+            ("workers.podAnnotations", "dask-panda-session/lease-seconds"),
+            ("tests.podAnnotations", "helm.sh/hook"),
+            ("hooks.podAnnotations", "helm.sh/hook-delete-policy"),
+            ("hooks.podLabels", "app.kubernetes.io/managed-by"),
+        ]
+    ],
+    (
         "idle-shorter-than-lease",
         with_value(INTERACTIVE, "timeouts.schedulerIdleSeconds", 60),
         "timeouts.schedulerIdleSeconds",
@@ -163,6 +206,23 @@ def test_bad_values_rejected(helm_bin: Path, values: dict[str, Any], field: str,
 def test_cases_cover_at_least_twelve_kinds() -> None:
     assert len(CASES) >= 12
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_non_reserved_keys_and_the_release_in_the_route_are_accepted(helm_bin: Path) -> None:
+    """The reserved-key and route rules refuse only what they must: a site's own label, an
+    annotation of another tool and a per-release ingress path still render."""
+    values = with_value(INTERACTIVE, "commonPodLabels", {"example.org/team": "atlas", "tier": "x"})
+    values = with_value(
+        values, "workers.podAnnotations", {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    )
+    values = with_value(
+        values, "jupyterlab.ingress", {"enabled": True, "host": "j.example.org", "path": f"/{RELEASE}/"}
+    )
+    proc = run_helm(
+        helm_bin, ["template", RELEASE, str(CHART)], values=[values], files=[VALUES_DIR / "GOOGLE_DASK.yaml"]
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "example.org/team" in proc.stdout and f'path: "/{RELEASE}/"' in proc.stdout
 
 
 def test_good_values_accepted(helm_bin: Path) -> None:

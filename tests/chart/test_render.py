@@ -107,7 +107,17 @@ def test_expected_objects(rendered: Rendered, case: tuple[str, str]) -> None:
         f"{RELEASE}-prepare",
         f"{RELEASE}-cleanup",
     }
-    assert len(rendered.of_kind("NetworkPolicy")) == (4 if mode == "interactive" else 3)
+    queue_file, _ = case
+    egress = yaml.safe_load((VALUES_DIR / queue_file).read_text()).get("networkPolicy", {}).get("egress", {})
+    policies = {o["metadata"]["name"] for o in rendered.of_kind("NetworkPolicy")}
+    want = {f"{RELEASE}-{c}" for c in ("scheduler", "worker", "pilot", "egress")}
+    if egress.get("pilot"):
+        want.add(f"{RELEASE}-pilot-egress")
+    if mode == "interactive":
+        want.add(f"{RELEASE}-jupyterlab")
+        if egress.get("jupyterlab"):
+            want.add(f"{RELEASE}-jupyterlab-egress")
+    assert policies == want
 
 
 def test_names_prefixed_and_labels_complete(rendered: Rendered) -> None:
@@ -129,6 +139,7 @@ def test_selectors_unique_per_component(rendered: Rendered, helm_bin: Path, case
     """Every Service and NetworkPolicy selects pods of exactly one component of this release,
     and nothing of a second release in the same namespace."""
     queue_file, mode = case
+    release_wide = f"{RELEASE}-egress"  # the egress policy covers every pod of its release
     other = render(helm_bin, [job_values(mode)], [VALUES_DIR / queue_file], release="dask-99")
     all_pods = rendered.of_kind("Pod") + other.of_kind("Pod")
     all_pods = [p for p in all_pods if component(p) != "test"]
@@ -143,7 +154,11 @@ def test_selectors_unique_per_component(rendered: Rendered, helm_bin: Path, case
         ]
         assert matched, f"{name} selects nothing"
         assert {p["metadata"]["labels"]["app.kubernetes.io/instance"] for p in matched} == {RELEASE}, name
-        assert len({component(p) for p in matched}) == 1, name
+        if name == release_wide:
+            own = [p for p in all_pods if p["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE]
+            assert len(matched) == len(own), name
+        else:
+            assert len({component(p) for p in matched}) == 1, name
     names = Counter((o["kind"], o["metadata"]["name"]) for o in rendered.objects + other.objects)
     assert max(names.values()) == 1, [n for n, c in names.items() if c > 1]
 
@@ -325,9 +340,9 @@ def test_scheduler_reached_by_service_dns(rendered: Rendered) -> None:
             if c["name"] == "wait-for-scheduler":
                 assert env["GATE_HOST"] == host, name
             if "DASK_SCHEDULER_ADDRESS" in env:
-                assert env["DASK_SCHEDULER_ADDRESS"] == f"tcp://{host}:8786", name
+                assert env["DASK_SCHEDULER_ADDRESS"] == f"tls://{host}:8786", name
             if c["name"] == "worker":
-                assert c["args"][0] == f"tcp://{host}:8786"
+                assert c["args"][0] == f"tls://{host}:8786"
     for name in (o["metadata"]["name"] for o in rendered.of_kind("Pod")):
         if "-worker-" in name or name.endswith(("-pilot", "-jupyterlab")):
             spec = rendered.named("Pod", name)["spec"]
@@ -412,7 +427,7 @@ def test_jupyterlab_password_never_on_command_line(rendered: Rendered, case: tup
     env = env_of(container)
     assert env["JUPYTER_TOKEN_FILE"].startswith("/etc/dask-panda-session/")
     assert env["PANDA_WORKDIR"] == "/mnt/dask"
-    assert env["DASK_SCHEDULER_ADDRESS"].startswith("tcp://")
+    assert env["DASK_SCHEDULER_ADDRESS"].startswith("tls://")
     assert not any("token" in a.lower() or "password" in a.lower() for a in container["args"])
     secret_volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "password")
     assert secret_volume["secret"]["secretName"] == f"{RELEASE}-secret"
@@ -431,7 +446,7 @@ def test_session_annotations_for_the_monitor(rendered: Rendered, case: tuple[str
         if component(pod) == "test":
             continue
         ann = pod["metadata"]["annotations"]
-        assert ann["dask-panda-session/scheduler-address"].startswith("tcp://")
+        assert ann["dask-panda-session/scheduler-address"].startswith("tls://")
         assert int(ann["dask-panda-session/workers-wanted"]) >= 1
         assert ("dask-panda-session/jupyter-url" in ann) == (mode == "interactive")
 
@@ -504,7 +519,7 @@ def test_a_short_session_still_gives_its_pilot_a_lifetime(helm_bin: Path, lifeti
         {},
         {"service": {"type": "LoadBalancer", "loadBalancerIP": "10.9.8.7", "port": 8080,
                      "loadBalancerSourceRanges": ["10.0.0.0/8"]}},
-        {"ingress": {"enabled": True, "host": "jupyter.example.org", "path": "/s/", "tlsSecretName": "tls"}},
+        {"ingress": {"enabled": True, "host": "jupyter.example.org", "path": f"/{RELEASE}/", "tlsSecretName": "tls"}},
     ],
     ids=["service-dns", "loadbalancer-ip", "ingress-tls"],
 )  # fmt: skip

@@ -15,7 +15,9 @@ import pytest
 
 from tests.smoke.conftest import SMOKE_VENV, job_release, make_kubelet, new_panda_id, new_ports, render
 
-IDLE_SECONDS = 5
+# Long enough for a worker to start its nanny and finish the TLS handshake on a loaded 2-core
+# machine before the idle scheduler ends (a worker that never registered waits for its death timeout).
+IDLE_SECONDS = 20
 DEATH_SECONDS = 10  # the schema's minimum for timeouts.workerDeathSeconds
 
 
@@ -36,7 +38,7 @@ def test_an_idle_session_ends_after_the_values_idle_timeout(
         helm=helm,
         values_files=[job.values_file],
     )
-    kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents)
+    kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents, {job.secret_name: job.secret})
     try:
         scheduler = kubelet.start(f"{release}-scheduler")
         worker = kubelet.start(f"{release}-worker-0")
@@ -75,7 +77,7 @@ def test_workers_end_cleanly_when_their_scheduler_is_lost(tmp_path_factory: pyte
         {"job.mode": "batch", "workers.replicas": "1", "timeouts.workerDeathSeconds": str(DEATH_SECONDS)},
         values_files=[job.values_file],
     )
-    kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents)
+    kubelet = make_kubelet(tmp_path_factory, SMOKE_VENV, documents, {job.secret_name: job.secret})
     try:
         scheduler = kubelet.start(f"{release}-scheduler")
         worker = kubelet.start(f"{release}-worker-0")

@@ -182,7 +182,7 @@ def test_interactive_definition_carries_the_session_addresses(interactive: Inter
     assert definition_file.read_bytes() == interactive.job.definition  # byte for byte the Secret's
     definition = json.loads(definition_file.read_text())[interactive.panda_id]
     scheduler = f"{interactive.name('scheduler')}.smoke.svc.cluster.local:{interactive.ports.scheduler}"
-    assert definition["scheduler_ip"] == f"tcp://{scheduler}"
+    assert definition["scheduler_ip"] == f"tls://{scheduler}"
     assert definition["session_ip"].startswith(f"http://{interactive.name('jupyterlab')}.smoke.svc")
     # the JupyterLab pod's annotation (rendered by the chart) and the definition (made in Python) agree
     annotation = interactive.kubelet.pod(interactive.name("jupyterlab"))["metadata"]["annotations"]

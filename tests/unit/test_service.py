@@ -16,6 +16,7 @@ from orchestrator.kube import KubeError, KubeUnavailable
 from orchestrator.service import SessionService, Settings, is_bad_input, is_temporary
 from orchestrator.session import Phase
 from orchestrator.submit_lock import ANN_SUBMIT_ID
+from orchestrator.tls import TLS_KEYS
 from orchestrator.values import DEFINITION_KEY
 from tests.conftest import ROOT
 from tests.unit.fakes import FakeHelm, FakeKube, pod, session_pods
@@ -51,7 +52,7 @@ def test_submit_installs_once() -> None:
     assert first.created and not second.created
     assert [c[0] for c in helm.calls] == ["status", "install", "status"]
     # The Secret is the submit's lock and carries the job definition: made once, batch jobs too.
-    assert [sorted(data) for data in kube.secrets_written] == [[DEFINITION_KEY]]
+    assert [sorted(data) for data in kube.secrets_written] == [sorted([DEFINITION_KEY, *TLS_KEYS])]
     secret = kube.find("ns", "Secret", "dask-1759473585-secret")
     assert secret is not None and secret["metadata"]["annotations"][ANN_SUBMIT_ID]
 
@@ -60,7 +61,9 @@ def test_submit_interactive_writes_the_secret_before_install() -> None:
     svc, helm, kube = make()
     result = svc.submit(interactive())
     assert result.mode == "interactive"
-    assert [sorted(data) for data in kube.secrets_written] == [["jupyter-password", DEFINITION_KEY]]
+    assert [sorted(data) for data in kube.secrets_written] == [
+        sorted(["jupyter-password", DEFINITION_KEY, *TLS_KEYS])
+    ]
     # compared by digest, so that a failure never prints the password
     assert digest(kube.secrets_written[0]["jupyter-password"]) == digest(PASSWORD)
     assert PASSWORD not in json.dumps(helm.values[("ns", "dask-1759473585")])

@@ -23,6 +23,7 @@ from orchestrator.helm import HelmError, HelmReleaseInfo, HelmTimeout, HelmUnava
 from orchestrator.kube import KubeUnavailable
 from orchestrator.service import SessionService, Settings, SubmitBusy, SubmitResult, is_temporary
 from orchestrator.submit_lock import ANN_SUBMIT_ID, ANN_WORKER_ID, STALE_MARGIN_SECONDS
+from orchestrator.tls import TLS_KEYS
 from orchestrator.values import DEFINITION_KEY
 from tests.conftest import ROOT
 from tests.unit.fakes import SERVER_NOW, FakeHelm, FakeKube
@@ -117,7 +118,9 @@ def test_concurrent_submits_make_exactly_one_release(n: int) -> None:
     # No undo of the winner: no uninstall, and the winner's Secret (the one made) is still there.
     assert helm.count("uninstall") == helm.count("uninstall-no-hooks") == 0
     # one Secret made (keys only: a failure must never print the password)
-    assert [sorted(data) for data in kube.secrets_written] == [["jupyter-password", DEFINITION_KEY]]
+    assert [sorted(data) for data in kube.secrets_written] == [
+        sorted(["jupyter-password", DEFINITION_KEY, *TLS_KEYS])
+    ]
     assert ("Secret", SECRET, None) not in kube.deleted
     assert lock_of(kube)["annotations"][ANN_SUBMIT_ID]
 

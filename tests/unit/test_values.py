@@ -12,6 +12,7 @@ import yaml
 
 from orchestrator.errors import InputError
 from orchestrator.job import MAX_DEFINITION_BYTES, parse_job
+from orchestrator.tls import CA_KEY, CERT_KEY, KEY_KEY, TLS_KEYS
 from orchestrator.values import (
     DEFINITION_KEY,
     PASSWORD_KEY,
@@ -94,7 +95,7 @@ def test_render_batch_values() -> None:
     # the definition is never a value: the Secret holds it, the values its checksum and the name
     assert "definition" not in values["job"]
     data = rendered.secret.reveal()
-    assert set(data) == {DEFINITION_KEY}
+    assert set(data) == {DEFINITION_KEY, *TLS_KEYS}
     definition = data[DEFINITION_KEY].encode()
     assert values["job"]["definitionSha256"] == hashlib.sha256(definition).hexdigest()
     assert json.loads(definition) == {"1759473585": next(iter(EXAMPLE.values()))}
@@ -110,10 +111,16 @@ def test_render_interactive_keeps_the_password_out_of_the_values() -> None:
     assert rendered.values["secrets"] == {"existingSecret": "dask-1759473585-secret"}
     assert rendered.secret_name == "dask-1759473585-secret"
     data = rendered.secret.reveal()
-    assert set(data) == {PASSWORD_KEY, DEFINITION_KEY}
+    assert set(data) == {PASSWORD_KEY, DEFINITION_KEY, *TLS_KEYS}
     assert data[PASSWORD_KEY] == PASSWORD
     assert PASSWORD not in data[DEFINITION_KEY]
-    assert rendered.secret.values_to_scrub() == [PASSWORD]
+    assert rendered.secret.values_to_scrub() == [PASSWORD, data[KEY_KEY]]
+    # the session's TLS material: only in the Secret, the key never in the values or a repr
+    assert "PRIVATE KEY" in data[KEY_KEY] and "BEGIN CERTIFICATE" in data[CERT_KEY]
+    assert rendered.values["job"]["mode"] == "interactive"
+    for pem in (data[KEY_KEY], data[CERT_KEY], data[CA_KEY]):
+        assert pem not in json.dumps(rendered.values)
+    assert data[KEY_KEY] not in repr(rendered) + str(rendered.secret)
     assert PASSWORD not in json.dumps(rendered.values)
     assert PASSWORD not in repr(rendered) + str(rendered.secret)
 
@@ -185,7 +192,7 @@ def test_interactive_definition_carries_the_addresses_the_chart_uses() -> None:
     job = parse_job(interactive_job(), queue_limits=queue.limits)
     rendered = render_values(job, queue, namespace="panda")
     params = definition_of(rendered)["1759473585"]
-    assert params["scheduler_ip"] == "tcp://dask-1759473585-scheduler.panda.svc.cluster.local:8786"
+    assert params["scheduler_ip"] == "tls://dask-1759473585-scheduler.panda.svc.cluster.local:8786"
     assert params["session_ip"] == "http://dask-1759473585-jupyterlab.panda.svc.cluster.local:80/"
     assert "secrets" not in params
 
@@ -275,3 +282,21 @@ def test_templates_meeting_null_fields_name_the_key_and_the_field(
     message = str(err.value)
     assert "commonPodAnnotations.site/cost" in message
     assert field in message
+
+
+def test_tls_disabled_leaves_the_secret_without_certificates_and_the_address_tcp() -> None:
+    queue = load_queue("GOOGLE_DASK")
+    job = parse_job(interactive_job(), queue_limits=queue.limits)
+    rendered = render_values(job, queue, namespace="panda", overrides={"tls": {"enabled": False}})
+    assert not set(TLS_KEYS) & set(rendered.secret.keys())
+    params = definition_of(rendered)["1759473585"]
+    assert params["scheduler_ip"].startswith("tcp://")
+
+
+def test_each_job_gets_its_own_certificate_authority() -> None:
+    queue = load_queue("GOOGLE_DASK")
+    job = parse_job(EXAMPLE, queue_limits=queue.limits)
+    first = render_values(job, queue, namespace="panda").secret.reveal()
+    second = render_values(job, queue, namespace="panda").secret.reveal()
+    assert first[CA_KEY] != second[CA_KEY]
+    assert first[KEY_KEY] != second[KEY_KEY]

@@ -61,7 +61,7 @@ dask-panda-session/worker-id: {{ . | toString | quote }}
 {{- printf "%s.%s.svc.%s" (include "dps.schedulerName" .) .Release.Namespace .Values.clusterDomain -}}
 {{- end -}}
 {{- define "dps.schedulerAddress" -}}
-{{- printf "tcp://%s:%d" (include "dps.schedulerHost" .) (int .Values.scheduler.port) -}}
+{{- printf "%s://%s:%d" (include "dps.tls.scheme" .) (include "dps.schedulerHost" .) (int .Values.scheduler.port) -}}
 {{- end -}}
 {{- define "dps.dashboardUrl" -}}
 {{- printf "http://%s:%d/status" (include "dps.schedulerHost" .) (int .Values.scheduler.dashboardPort) -}}
@@ -223,6 +223,7 @@ JupyterLab mount nothing else, so the user cannot reach the pilot's directory or
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+{{ include "dps.tls.env" . }}
 {{- end -}}
 
 {{/*

@@ -49,5 +49,9 @@ offending value and says how to fix it. Included from NOTES-independent template
 {{- if and $v.jupyterlab.ingress.enabled (not $v.jupyterlab.ingress.host) -}}
 {{- fail "jupyterlab.ingress.host: required when jupyterlab.ingress.enabled is true" -}}
 {{- end -}}
+{{- $ing := $v.jupyterlab.ingress -}}
+{{- if and $ing.enabled (not (or (contains .Release.Name $ing.host) (contains .Release.Name $ing.path))) -}}
+{{- fail (printf "jupyterlab.ingress.host or jupyterlab.ingress.path must carry the release name %q (e.g. path /%s/ or host %s.example.org), so that no two sessions share a route: got host %q, path %q" .Release.Name .Release.Name .Release.Name $ing.host $ing.path) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
