@@ -45,9 +45,11 @@ __all__ = [
 
 ANN_SUBMIT_ID: Final = "dask-panda-session/submit-id"
 ANN_WORKER_ID: Final = "dask-panda-session/harvester-worker-id"
-# Beyond the install timeout: helm's own deadline margin (30 s) plus the Secret write, the status
-# call and the undo of a failed install.
-STALE_MARGIN_SECONDS: Final = 120.0
+# Beyond the install timeout: the submitter kills helm's whole process group at the install timeout
+# plus helm.py's deadline margin (30 s) and kill grace (5 s); the rest covers the Secret write, the
+# status call and the undo of a failed install. Ages are on the API server's clock, so host clock
+# skew does not eat into it.
+STALE_MARGIN_SECONDS: Final = 60.0
 
 
 class Step(StrEnum):
