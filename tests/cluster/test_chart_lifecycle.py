@@ -212,7 +212,7 @@ def test_install_test_uninstall(
     assert created, recorder.events
     assert min(completed) < min(created), recorder.events
     # NOTES name the addresses and never the password.
-    assert f"tcp://{release}-scheduler.{queue_ns}.svc.cluster.local:8786" in install.stdout
+    assert f"tls://{release}-scheduler.{queue_ns}.svc.cluster.local:8786" in install.stdout
     assert PASSWORD not in install.stdout
 
     pods = _phases(kube_cluster, queue_ns, release)
@@ -238,7 +238,12 @@ def test_install_test_uninstall(
     policies = kube_cluster.kubectl_json(
         "get", "networkpolicies", "-n", queue_ns, "-l", f"app.kubernetes.io/instance={release}"
     )["items"]
-    assert len(policies) == (4 if mode == "interactive" else 3)
+    # ingress: scheduler, workers, pilot (+ JupyterLab); egress: the release's own, plus the pilot's
+    # (+ JupyterLab's) endpoints that values/GOOGLE_DASK.yaml lists
+    names = {p["metadata"]["name"] for p in policies}
+    assert {f"{release}-egress", f"{release}-pilot-egress"} <= names, names
+    assert (f"{release}-jupyterlab-egress" in names) == (mode == "interactive"), names
+    assert len(policies) == (7 if mode == "interactive" else 5), names
 
     test = helm(kube_cluster, binary, "test", release, "-n", queue_ns, "--timeout", "90s")
     assert test.returncode == 0, test.stdout + test.stderr
@@ -386,7 +391,8 @@ def test_release_record_stays_small_whatever_the_definition(
         kube_cluster.kubectl_run("delete", "secret", f"{release}-secret", "-n", queue_ns)
     print(f"release record bytes ({binary}): {sizes}")
     assert abs(sizes[1000] - sizes[2]) < 1024, sizes
-    assert sizes[1000] < 64 * 1024, sizes
+    # the record holds the chart itself (templates, schema), compressed: bounded, whatever the job
+    assert sizes[1000] < 96 * 1024, sizes
 
 
 def test_two_attempts_of_one_job_live_side_by_side(

@@ -195,7 +195,7 @@ def test_twenty_workers_through_a_harvester_cycle(
         timings = ws.session["timings"]
         assert timings["submitted"] and timings["scheduler_ready"] and timings["pilot_started"]
         assert timings["ended"]
-        assert ws.session["scheduler_address"].startswith(f"tcp://{ws.batchID}-scheduler.{namespace}.svc")
+        assert ws.session["scheduler_address"].startswith(f"tls://{ws.batchID}-scheduler.{namespace}.svc")
         assert ws.session["dashboard_url"]
     for ws in groups["pilot-fails"]:
         assert ws.errorCode == ErrorCodes.PILOT_EXIT_CODE

@@ -91,7 +91,7 @@ def test_pilot_does_not_need_cvmfs(rendered: RenderedPilot) -> None:
 
 def test_batch_job_has_no_scheduler_ip_in_its_definition_but_in_the_env(rendered: RenderedPilot) -> None:
     """Already true: the pilot would run a batch payload twice with scheduler_ip in the definition."""
-    address = f"tcp://{rendered.case.release}-scheduler.{NAMESPACE}.svc.cluster.local:"
+    address = f"tls://{rendered.case.release}-scheduler.{NAMESPACE}.svc.cluster.local:"
     assert rendered.env["DASK_SCHEDULER_IP"].startswith(address)
     assert rendered.env["DASK_SCHEDULER_ADDRESS"].startswith(address)
 

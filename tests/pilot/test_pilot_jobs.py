@@ -104,7 +104,7 @@ def test_batch_payload_finishes_once_with_the_pods_scheduler_address(
     assert final["transExitCode"] == "0" and final["pilotErrorCode"] == "0", summary(stub, case)
     runs = stub.payload_runs(case.panda_id)
     assert len(runs) == 1, f"the payload ran {len(runs)} times"
-    address = f"tcp://{case.release}-scheduler.{NAMESPACE}.svc.cluster.local:"
+    address = f"tls://{case.release}-scheduler.{NAMESPACE}.svc.cluster.local:"
     assert str(runs[0]["DASK_SCHEDULER_ADDRESS"]).startswith(address)
     assert runs[0]["DASK_SCHEDULER_IP"] == runs[0]["DASK_SCHEDULER_ADDRESS"]
     assert runs[0]["result"] == sum(range(1000)) and runs[0]["workers"] == 1
@@ -157,7 +157,7 @@ def test_interactive_update_carries_the_session_addresses(
     first = next((u for u in stub.updates(case.panda_id) if "jobMetrics" in u), None)
     assert first is not None, summary(stub, case)
     metrics = str(first["jobMetrics"])
-    scheduler = f"tcp://{case.release}-scheduler.{NAMESPACE}.svc.cluster.local:"
+    scheduler = f"tls://{case.release}-scheduler.{NAMESPACE}.svc.cluster.local:"
     assert f"schedulerIP={scheduler}" in metrics, metrics
     assert f"sessionIP=http://{case.release}-jupyterlab.{NAMESPACE}.svc" in metrics, metrics
     assert first["state"] in ("starting", "running"), summary(stub, case)
