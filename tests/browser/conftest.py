@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import ROOT
-from tests.smoke.conftest import SMOKE_VENV, Ports, make_kubelet, new_panda_id, new_ports, render
+from tests.smoke.conftest import (
+    SMOKE_VENV,
+    Ports,
+    job_release,
+    make_kubelet,
+    new_panda_id,
+    new_ports,
+    render,
+)
 from tests.smoke.kubelet import Kubelet
 
 if TYPE_CHECKING:  # imported lazily below: a .venv without selenium must still collect other tiers
@@ -70,20 +78,23 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         pytest.fail(f"{SMOKE_VENV} is missing: run scripts/bootstrap.sh --smoke")
     panda_id = new_panda_id()
     release = f"dask-{panda_id}"
-    secret_name = f"{release}-session"
     password = secrets.token_urlsafe(24)
     ports = new_ports()
+    # the job through the orchestrator's own data path: values for helm, the per-job Secret (the
+    # definition, the password, the session's TLS files) for the kubelet
+    job = job_release(tmp_path_factory, panda_id, "interactive", ports, password=password)
     documents = render(
         release,
         panda_id,
         ports,
-        {"job.mode": "interactive", "workers.replicas": "1", "secrets.existingSecret": secret_name},
+        {"job.mode": "interactive", "workers.replicas": "1"},
+        values_files=[job.values_file],
     )
     kubelet = make_kubelet(
         tmp_path_factory,
         SMOKE_VENV,
         documents,
-        {secret_name: {SECRET_KEY: password}, "proxy-secret": {"x509up_u25606_prod": "not a real proxy"}},
+        {job.secret_name: job.secret, "proxy-secret": {"x509up_u25606_prod": "not a real proxy"}},
     )
     try:
         prepare = kubelet.run_to_completion(f"{release}-prepare", timeout=60)

@@ -9,8 +9,10 @@ no log, URL, cookie or visible text. The screenshots it saves are the ones the d
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
+import urllib.request
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
@@ -92,6 +94,23 @@ def test_a_wrong_password_is_refused(browser: WebDriver, session: Session) -> No
     save_screenshot(browser, "jupyterlab-login-refused.png")
 
 
+NOTEBOOK = "analysis.ipynb"
+
+
+def put_notebook(session: Session, name: str) -> None:
+    """Create an empty notebook through the contents API, authenticated by the session password."""
+    body = json.dumps({"type": "notebook"}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{session.ports.jupyterlab}/api/contents/{name}",
+        data=body,
+        method="PUT",
+        headers={"Authorization": f"token {session.password}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+        ok = response.status in (200, 201)
+    assert ok, "the contents API refused the notebook"
+
+
 def test_the_password_opens_the_lab_on_the_job_directory(browser: WebDriver, session: Session) -> None:
     from selenium.webdriver.common.by import By
 
@@ -102,13 +121,16 @@ def test_the_password_opens_the_lab_on_the_job_directory(browser: WebDriver, ses
     )
     # the application really started: its launcher and its file browser are drawn
     wait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, LAUNCHER))
+    # a notebook the user makes (through JupyterLab's own API, as the lab would) shows up in the
+    # file browser, whose root is the session's data directory; the pilot's definition is not there
+    put_notebook(session, NOTEBOOK)
+    browser.refresh()
     entries = wait(browser, 60).until(
-        lambda d: [
-            e.text for e in d.find_elements(By.CSS_SELECTOR, FILE_ENTRY) if "pandaJobData.out" in e.text
-        ]
+        lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, FILE_ENTRY)]
+        if any(NOTEBOOK in e.text for e in d.find_elements(By.CSS_SELECTOR, FILE_ENTRY))
+        else None
     )
-    # the file browser's root is the job's directory on the shared volume, holding its definition
-    assert any("pandaJobData.out" in text for text in entries)
+    assert not any("pandaJobData.out" in text for text in entries), entries
     save_screenshot(browser, "jupyterlab-lab.png")
 
 
