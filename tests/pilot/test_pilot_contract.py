@@ -81,6 +81,8 @@ def test_pilot_runs_under_the_wrapper(rendered: RenderedPilot, repo_root: Path) 
     wrapper = (repo_root / "charts" / "dask-panda-session" / "files" / "pilot-wrapper.sh").read_text()
     assert rendered.argv[:2] == ["sh", "-c"], rendered.argv[:2]
     assert rendered.argv[2] == wrapper, "the wrapper text was changed on its way into the container"
+    # rendered only: the pilot runs nowhere but through tests/pilot/harness.py (PILOT_NOKILL=1 in its
+    # own PID namespace)
     assert rendered.argv[3:6] == ["pilot-wrapper", "python3", "/opt/pilot3/pilot.py"], rendered.argv[3:6]
     assert "--cleanup" not in rendered.argv, "the wrapper gives --cleanup itself (it cleans up after reading)"
 

@@ -329,7 +329,8 @@ def test_pilot_entrypoint_runs_in_its_private_directory(tmp_path: Path) -> None:
         "PILOT_PANDA_SERVER": "https://pandaserver.example",
         "PILOT_LIFETIME": "100",
         "PILOT_LEASETIME": "50",
-        "PANDA_PILOT_SCRIPT": "pilot.py",
+        "PANDA_PILOT_SCRIPT": "pilot.py",  # a stand-in: the real pilot never runs in the unit tier
+        "PILOT_NOKILL": "1",  # and were it ever the real one, it must not kill our processes
     }
     script = str(IMAGES / "pilot" / "pilot-entrypoint.sh")
     result = subprocess.run(["sh", script, "-d"], env=env, capture_output=True, text=True, check=False)
@@ -513,7 +514,8 @@ def run_wrapper(
     run_dir.mkdir()
     return subprocess.run(
         ["sh", str(CHART_WRAPPER), sys.executable, str(fake), "--pod", *args, "--workdir", str(run_dir)],
-        env={"PATH": os.environ["PATH"], **env},
+        # a stand-in pilot; PILOT_NOKILL=1 all the same, so a real one could never kill our processes
+        env={"PATH": os.environ["PATH"], "PILOT_NOKILL": "1", **env},
         capture_output=True,
         text=True,
         check=False,
