@@ -75,6 +75,38 @@ class KubeCluster:
     status: dict[str, str] = field(default_factory=dict)
     started_here: bool = False
     _client: k8s.ApiClient | None = field(default=None, repr=False)
+    # Namespaces deleted by tests: the namespace controller takes about 5 s for each, so the
+    # tier waits for all of them once, at its end, instead of once per test.
+    deleting: list[str] = field(default_factory=list, repr=False)
+
+    def delete_namespace(self, name: str) -> None:
+        """Delete a test namespace now; ``wait_namespaces_gone`` (at the tier's end) checks that
+        it really went, so a namespace that cannot be deleted still fails the run."""
+        try:
+            self.core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        self.deleting.append(name)
+
+    def namespace_gone(self, name: str) -> bool:
+        try:
+            self.core.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    def wait_namespaces_gone(self, timeout: float = 180) -> None:
+        pending = list(self.deleting)
+        wait_for(
+            f"namespaces {pending} to be deleted",
+            lambda: all(self.namespace_gone(n) for n in pending),
+            timeout=timeout,
+            interval=0.5,
+        )
+        self.deleting.clear()
 
     @property
     def env(self) -> dict[str, str]:
@@ -212,6 +244,7 @@ def kube_cluster() -> Iterator[KubeCluster]:
         started_here=started_here,
     )
     yield cluster
+    cluster.wait_namespaces_gone()
     if started_here and os.environ.get("DPS_KEEP_CLUSTER") != "1":
         down = _script("down", timeout=300)
         if down.returncode != 0:
@@ -227,7 +260,7 @@ def _namespace_name(test_name: str) -> str:
 
 @pytest.fixture
 def namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for one test, deleted (and waited for) afterwards."""
+    """A fresh namespace for one test, deleted afterwards (the tier waits for it at its end)."""
     name = _namespace_name(request.node.name)
     core = kube_cluster.core
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
@@ -238,18 +271,7 @@ def namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iter
         timeout=30,
     )
     yield name
-    core.delete_namespace(name)
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
-
-    wait_for(f"namespace {name} to be deleted", gone, timeout=90, interval=0.5)
+    kube_cluster.delete_namespace(name)
 
 
 @pytest.fixture
