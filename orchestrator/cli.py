@@ -47,6 +47,16 @@ from orchestrator.job import load_job_file
 from orchestrator.service import SessionService, Settings
 from orchestrator.session import FINAL_PHASES, Phase, SessionState
 
+
+def _argument_type(self: typer.core.TyperArgument, ctx: Any) -> str | None:
+    """An argument with a metavar shows just that, as an option does: typer would print its
+    Python type after it (`RELEASE <list[str]>`), which tells a user nothing."""
+    return None if self.metavar is not None else self.display_type(ctx)
+
+
+# typer (0.29) offers no per-argument class or setting for this; options already behave so.
+setattr(typer.core.TyperArgument, "display_type_rich", _argument_type)  # noqa: B010
+
 app = typer.Typer(
     name="dask-panda-session",
     help=(
@@ -137,6 +147,8 @@ _GLOBAL_OPTIONS: dict[str, bool] = {
     "--queue": True,
     "-q": True,
     "--timeout": True,
+    "--chart": True,
+    "--values-dir": True,
     "--verbose": False,
     "-v": False,
     "--version": False,
@@ -295,6 +307,11 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _dir_option(envvar: str, text: str) -> Any:
+    """A global option naming a directory, also taken from `envvar` (shown in the help)."""
+    return typer.Option(metavar="DIR", envvar=envvar, show_envvar=True, help=text)
+
+
 @app.callback()
 def main_options(
     kubeconfig: Annotated[
@@ -338,9 +355,23 @@ def main_options(
             envvar="DPS_QUEUE",
             show_envvar=True,
             show_default=True,
-            help="PanDA queue: values/<QUEUE>.yaml, or a values file path.",
+            help="PanDA queue: <QUEUE>.yaml in the values directory, or a values file path.",
         ),
     ] = "GOOGLE_DASK",
+    chart: Annotated[
+        Path | None,
+        _dir_option(
+            "DPS_CHART",
+            "The chart directory [default: the checkout's charts/dask-panda-session, or the installed package's copy].",
+        ),
+    ] = None,
+    values_dir: Annotated[
+        Path | None,
+        _dir_option(
+            "DPS_VALUES_DIR",
+            "Where a queue's <QUEUE>.yaml is [default: the checkout's values/, or the installed package's copy].",
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -374,6 +405,10 @@ def main_options(
         fail(f"kubeconfig {kubeconfig}: no such file", 2)
     if timeout is not None and timeout <= 0:
         fail(f"--timeout: must be more than 0 seconds, got {timeout:g}", 2)
+    if chart is not None and not (chart / "Chart.yaml").is_file():
+        fail(f"--chart {chart}: not a chart directory (no Chart.yaml)", 2)
+    if values_dir is not None and not values_dir.is_dir():
+        fail(f"--values-dir {values_dir}: no such directory", 2)
     if namespace:
         ns, source = namespace, "-n/DPS_NAMESPACE"
     elif found := context_namespace(kubeconfig, context):
@@ -385,6 +420,8 @@ def main_options(
     CTX.settings = Settings(
         namespace=ns,
         queue=queue,
+        chart=chart,
+        values_dir=values_dir,
         helm_executable=helm or find_helm(),
         kubeconfig=kubeconfig or None,
         kube_context=context,
@@ -994,7 +1031,7 @@ def doctor(
         Path,
         typer.Option(
             metavar="FILE",
-            show_default="the checkout's deploy/orchestrator-rbac.yaml",
+            show_default="deploy/orchestrator-rbac.yaml of the checkout or the installed package",
             help="The Role whose every rule is checked.",
         ),
     ] = ROLE_FILE,

@@ -20,9 +20,9 @@ from typing import Any, Final
 import yaml
 
 from orchestrator import kube as kube_mod
+from orchestrator import resources
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.service import SessionService
-from orchestrator.values import ROOT
 
 __all__ = [
     "CLOCK_SKEW_WARNING_SECONDS",
@@ -36,7 +36,8 @@ __all__ = [
     "run_doctor",
 ]
 
-ROLE_FILE: Final = ROOT / "deploy" / "orchestrator-rbac.yaml"
+ROLE_FILE: Final = resources.role_file()
+"""deploy/orchestrator-rbac.yaml: the checkout's, or the copy an installed wheel carries."""
 
 # Above this host-vs-API-server skew, doctor warns (the orchestrator's verdicts use the server's
 # clock and are not affected; Harvester's own bookkeeping on the host is).

@@ -80,7 +80,8 @@ class Settings:
     namespace: str = "default"
     queue: str = "GOOGLE_DASK"
     values_files: tuple[str, ...] = ()
-    chart: Path | None = None
+    chart: Path | None = None  # None: the checkout's or the installed package's (orchestrator.resources)
+    values_dir: Path | None = None  # where a queue named by name has its <QUEUE>.yaml; None: as chart
     helm_executable: str = "helm"
     kubeconfig: str | None = None
     kube_context: str | None = None
@@ -202,7 +203,12 @@ class SessionService:
 
     # -- render / submit ----------------------------------------------------------------------
     def queue(self, queue: str | None = None, values_files: Sequence[str] = ()) -> QueueConfig:
-        return load_queue(queue or self.settings.queue, [*self.settings.values_files, *values_files])
+        return load_queue(
+            queue or self.settings.queue,
+            [*self.settings.values_files, *values_files],
+            values_dir=self.settings.values_dir,
+            chart=self.settings.chart,
+        )
 
     def render(
         self,

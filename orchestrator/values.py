@@ -39,6 +39,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from orchestrator import resources
 from orchestrator.errors import InputError
 from orchestrator.job import MAX_DEFINITION_BYTES, Mode, PandaJob, QueueLimits, SecretStr
 from orchestrator.tls import CA_KEY, CERT_KEY, make_session_tls
@@ -62,8 +63,9 @@ __all__ = [
 ]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-CHART_DIR: Final = ROOT / "charts" / "dask-panda-session"
-VALUES_DIR: Final = ROOT / "values"
+CHART_DIR: Final = resources.chart_dir()
+"""The chart: the checkout's, or the copy an installed wheel carries (orchestrator.resources)."""
+VALUES_DIR: Final = resources.values_dir()
 PASSWORD_KEY: Final = "jupyter-password"  # noqa: S105 - the key's name in the Secret, not a password
 DEFINITION_KEY: Final = "pandaJobData.out"
 """Key of the job definition in the per-job Secret; also the file name the pilot looks for."""
@@ -85,6 +87,8 @@ class QueueConfig:
     files: tuple[Path, ...]
     values: Mapping[str, Any] = field(repr=False)
     limits: QueueLimits
+    chart: Path = CHART_DIR
+    """The chart whose defaults and schema these values are merged with and checked against."""
 
 
 class SecretData:
@@ -212,25 +216,26 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 @cache
-def chart_defaults() -> dict[str, Any]:
-    return _read_yaml(CHART_DIR / "values.yaml")
+def chart_defaults(chart: Path = CHART_DIR) -> dict[str, Any]:
+    return _read_yaml(chart / "values.yaml")
 
 
 @cache
-def _schema_validator() -> jsonschema.Draft7Validator:
-    schema = json.loads((CHART_DIR / "values.schema.json").read_text(encoding="utf-8"))
+def _schema_validator(chart: Path = CHART_DIR) -> jsonschema.Draft7Validator:
+    schema = json.loads((chart / "values.schema.json").read_text(encoding="utf-8"))
     return jsonschema.Draft7Validator(schema)
 
 
 def _queue_file(queue: str | Path, values_dir: Path) -> Path:
-    """A queue by name (values/<NAME>.yaml) or by path to a values file."""
+    """A queue by name (<values dir>/<NAME>.yaml) or by path to a values file."""
     text = str(queue)
     if _QUEUE_NAME.match(text) and not text.endswith((".yaml", ".yml")):
         path = values_dir / f"{text}.yaml"
         if not path.is_file():
             known = sorted(p.stem for p in values_dir.glob("*.yaml"))
             raise ValuesError(
-                f"queue {text!r}: no values file {path.name} under values/ (known: {', '.join(known)})"
+                f"queue {text!r}: no values file {path.name} under {values_dir} "
+                f"(known: {', '.join(known) or 'none'}; --values-dir or DPS_VALUES_DIR names another)"
             )
         return path
     path = Path(text)
@@ -249,15 +254,24 @@ def _int_value(values: Mapping[str, Any], dotted: str) -> int:
 
 
 def load_queue(
-    queue: str | Path, extra_files: Sequence[str | Path] = (), *, values_dir: Path = VALUES_DIR
+    queue: str | Path,
+    extra_files: Sequence[str | Path] = (),
+    *,
+    values_dir: Path | None = None,
+    chart: Path | None = None,
 ) -> QueueConfig:
-    """Read a queue's values (by name or path) plus extra files, and derive its worker limits."""
-    first = _queue_file(queue, values_dir)
+    """Read a queue's values (by name or path) plus extra files, and derive its worker limits.
+
+    `values_dir` and `chart` default to the checkout's or the installed package's (see
+    orchestrator.resources); the chart's defaults and schema are the ones the values must meet.
+    """
+    chart = (chart or CHART_DIR).resolve()
+    first = _queue_file(queue, values_dir or VALUES_DIR)
     files = (first, *(Path(f) for f in extra_files))
     merged: dict[str, Any] = {}
     for path in files:
         merged = deep_merge(merged, _read_yaml(path))
-    effective = deep_merge(chart_defaults(), merged)
+    effective = deep_merge(chart_defaults(chart), merged)
     name = str(effective.get("queue", {}).get("name") or first.stem)
     try:
         limits = QueueLimits(
@@ -268,7 +282,7 @@ def load_queue(
         )
     except ValueError as err:
         raise ValuesError(f"queue {name} ({first.name}): {err}") from None
-    return QueueConfig(name=name, files=files, values=merged, limits=limits)
+    return QueueConfig(name=name, files=files, values=merged, limits=limits, chart=chart)
 
 
 def _template_context(job: PandaJob, release: str, namespace: str, queue: str) -> dict[str, Any]:
@@ -373,9 +387,9 @@ def _field_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def validate_values(values: Mapping[str, Any]) -> None:
+def validate_values(values: Mapping[str, Any], chart: Path = CHART_DIR) -> None:
     """Check merged values against the chart's schema; one message naming every bad field."""
-    errors = sorted(_schema_validator().iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(_schema_validator(chart).iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = []
         for err in errors[:5]:
@@ -442,8 +456,8 @@ def render_values(
         values = deep_merge(values, overrides)
     if job.interactive and job.password is None:
         raise ValuesError("secrets: an interactive job needs a JupyterLab password")
-    effective = deep_merge(chart_defaults(), values)
-    validate_values(effective)
+    effective = deep_merge(chart_defaults(queue.chart), values)
+    validate_values(effective, queue.chart)
     addresses = session_addresses(effective, release, namespace) if job.interactive else {}
     definition = job.job_data_bytes(addresses)
     if len(definition) > MAX_DEFINITION_BYTES + 4096:

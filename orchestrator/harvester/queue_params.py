@@ -97,6 +97,9 @@ def settings_from_params(params: Mapping[str, Any]) -> Settings:
     chart = _first(params, "chart")
     if chart is not None:
         fields["chart"] = Path(str(chart))
+    values_dir = _first(params, "valuesDir")
+    if values_dir is not None:
+        fields["values_dir"] = Path(str(values_dir))
     kubeconfig = _first(params, "kubeconfig", "k8s_config_file")
     if kubeconfig is not None:
         fields["kubeconfig"] = str(kubeconfig)

@@ -279,11 +279,13 @@ def test_namespace_precedence(
 
 def test_help_shows_env_vars_defaults_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["-h"]) == 0
-    top = capsys.readouterr().out
+    top = " ".join(capsys.readouterr().out.split())  # the terminal's width folds lines anywhere
     for needle in (
         "DPS_NAMESPACE",
         "DPS_QUEUE",
         "DPS_HELM",
+        "DPS_CHART",
+        "DPS_VALUES_DIR",
         "KUBECONFIG",
         "default: GOOGLE_DASK",
         "Examples:",
