@@ -40,8 +40,12 @@ def generate(source_text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the JSON, or with --check only report whether the committed one is current."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="do not write; exit 1 if the JSON is out of date")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="do not write; exit 1 if the JSON is out of date"
+    )
     args = parser.parse_args(argv)
     wanted = generate(SOURCE.read_text(encoding="utf-8"))
     current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""

@@ -58,11 +58,15 @@ def test_aliases_expand_to_equal_blocks() -> None:
         "  b: *block\n"
     )
     schema = json.loads(_generator().generate(source))
-    assert schema["properties"]["a"] == schema["properties"]["b"] == {
-        "type": "object",
-        "required": ["cpu"],
-        "properties": {"cpu": {"type": "string"}},
-    }
+    assert (
+        schema["properties"]["a"]
+        == schema["properties"]["b"]
+        == {
+            "type": "object",
+            "required": ["cpu"],
+            "properties": {"cpu": {"type": "string"}},
+        }
+    )
     validator = jsonschema.Draft7Validator(schema)
     assert not list(validator.iter_errors({"a": {"cpu": "1"}, "b": {"cpu": "1"}}))
     assert [list(e.absolute_path) for e in validator.iter_errors({"b": {}})] == [["b"]]
