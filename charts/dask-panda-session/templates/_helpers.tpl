@@ -66,15 +66,19 @@ dask-panda-session/worker-id: {{ . | toString | quote }}
 {{- define "dps.dashboardUrl" -}}
 {{- printf "http://%s:%d/status" (include "dps.schedulerHost" .) (int .Values.scheduler.dashboardPort) -}}
 {{- end -}}
-{{/* The JupyterLab URL as known at render time: Ingress host, static LoadBalancer IP, or Service DNS. */}}
+{{/*
+The JupyterLab URL as known at render time: Ingress host, static LoadBalancer IP, or Service DNS;
+https where TLS is on (dps.jupyterlab.scheme, templates/_helpers-https.tpl).
+*/}}
 {{- define "dps.jupyterUrl" -}}
 {{- $j := .Values.jupyterlab -}}
+{{- $scheme := include "dps.jupyterlab.scheme" . -}}
 {{- if $j.ingress.enabled -}}
-{{- printf "%s://%s%s" (ternary "https" "http" (ne $j.ingress.tlsSecretName "")) $j.ingress.host $j.ingress.path -}}
+{{- printf "%s://%s%s" $scheme $j.ingress.host $j.ingress.path -}}
 {{- else if and (eq $j.service.type "LoadBalancer") $j.service.loadBalancerIP -}}
-{{- printf "http://%s:%d/" $j.service.loadBalancerIP (int $j.service.port) -}}
+{{- printf "%s://%s:%d/" $scheme $j.service.loadBalancerIP (int $j.service.port) -}}
 {{- else -}}
-{{- printf "http://%s.%s.svc.%s:%d/" (include "dps.jupyterName" .) .Release.Namespace .Values.clusterDomain (int $j.service.port) -}}
+{{- printf "%s://%s.%s.svc.%s:%d/" $scheme (include "dps.jupyterName" .) .Release.Namespace .Values.clusterDomain (int $j.service.port) -}}
 {{- end -}}
 {{- end -}}
 
