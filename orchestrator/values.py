@@ -174,13 +174,19 @@ def session_addresses(values: Mapping[str, Any], release: str, namespace: str) -
     scheduler = f"{comm}://{release}-scheduler.{namespace}.svc.{domain}:{int(_get(values, 'scheduler.port'))}"
     jupyter = _get(values, "jupyterlab") or {}
     ingress, service = jupyter.get("ingress") or {}, jupyter.get("service") or {}
+    issuers = ingress.get("certManager") or {}
+    # https where TLS ends at the Ingress (a certificate Secret or a cert-manager issuer), or where
+    # JupyterLab serves the site certificate itself (jupyterlab.tls.secretName)
+    tls = (ingress.get("enabled") and (ingress.get("tlsSecretName") or any(issuers.values()))) or (
+        (jupyter.get("tls") or {}).get("secretName")
+    )
+    scheme = "https" if tls else "http"
     if ingress.get("enabled"):
-        scheme = "https" if ingress.get("tlsSecretName") else "http"
         url = f"{scheme}://{ingress.get('host')}{ingress.get('path')}"
     elif service.get("type") == "LoadBalancer" and service.get("loadBalancerIP"):
-        url = f"http://{service['loadBalancerIP']}:{int(service.get('port') or 80)}/"
+        url = f"{scheme}://{service['loadBalancerIP']}:{int(service.get('port') or 80)}/"
     else:
-        url = f"http://{release}-jupyterlab.{namespace}.svc.{domain}:{int(service.get('port') or 80)}/"
+        url = f"{scheme}://{release}-jupyterlab.{namespace}.svc.{domain}:{int(service.get('port') or 80)}/"
     return {"scheduler_ip": scheduler, "session_ip": url}
 
 

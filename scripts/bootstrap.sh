@@ -7,6 +7,7 @@
 #   .venv-harvester Harvester's agent and this package (only with --harvester; requirement from
 #                  DPS_HARVESTER_REQUIREMENT, default ../shared/vendor/HSF-harvester-d561b72.tar.gz)
 #   chromium       Debian's chromium + chromium-driver for the browser tier (only with --browser, as root)
+#   (shell lint)   Debian's shellcheck for the chart tier's lint of charts/*/files/*.sh (as root with apt-get)
 # Everything downloaded comes from the package registries; wheels are cached outside the repository.
 set -euo pipefail
 
@@ -169,6 +170,18 @@ setup_browser() {
   [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] || die "chromium or chromedriver missing after apt-get install"
 }
 
+# The chart tier lints the chart's shell scripts (files/*.sh) with shellcheck, and skips that lint
+# with its reason where shellcheck is missing: optional, so only as root where apt-get exists.
+setup_shellcheck() {
+  command -v shellcheck >/dev/null 2>&1 && return
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    log "installing shellcheck with apt-get"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null; } || log "apt-get could not install shellcheck: the chart tier skips its shell lint"
+  else
+    log "shellcheck missing (needs root and apt-get): the chart tier skips its shell lint"
+  fi
+}
+
 main() {
   local smoke=0 pilot=0 harvester=0 browser=0
   for arg in "$@"; do
@@ -177,12 +190,13 @@ main() {
       --pilot) pilot=1; smoke=1 ;;
       --harvester) harvester=1 ;;
       --browser) browser=1; smoke=1 ;;
-      -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}"; exit 0 ;;
+      -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}"; exit 0 ;;
       *) die "unknown argument: $arg" ;;
     esac
   done
   setup_venv
   setup_tools
+  setup_shellcheck
   if [[ "$smoke" == 1 ]]; then
     setup_smoke_venv
   fi

@@ -66,15 +66,19 @@ dask-panda-session/worker-id: {{ . | toString | quote }}
 {{- define "dps.dashboardUrl" -}}
 {{- printf "http://%s:%d/status" (include "dps.schedulerHost" .) (int .Values.scheduler.dashboardPort) -}}
 {{- end -}}
-{{/* The JupyterLab URL as known at render time: Ingress host, static LoadBalancer IP, or Service DNS. */}}
+{{/*
+The JupyterLab URL as known at render time: Ingress host, static LoadBalancer IP, or Service DNS;
+https where TLS is on (dps.jupyterlab.scheme, templates/_helpers-https.tpl).
+*/}}
 {{- define "dps.jupyterUrl" -}}
 {{- $j := .Values.jupyterlab -}}
+{{- $scheme := include "dps.jupyterlab.scheme" . -}}
 {{- if $j.ingress.enabled -}}
-{{- printf "%s://%s%s" (ternary "https" "http" (ne $j.ingress.tlsSecretName "")) $j.ingress.host $j.ingress.path -}}
+{{- printf "%s://%s%s" $scheme $j.ingress.host $j.ingress.path -}}
 {{- else if and (eq $j.service.type "LoadBalancer") $j.service.loadBalancerIP -}}
-{{- printf "http://%s:%d/" $j.service.loadBalancerIP (int $j.service.port) -}}
+{{- printf "%s://%s:%d/" $scheme $j.service.loadBalancerIP (int $j.service.port) -}}
 {{- else -}}
-{{- printf "http://%s.%s.svc.%s:%d/" (include "dps.jupyterName" .) .Release.Namespace .Values.clusterDomain (int $j.service.port) -}}
+{{- printf "%s://%s.%s.svc.%s:%d/" $scheme (include "dps.jupyterName" .) .Release.Namespace .Values.clusterDomain (int $j.service.port) -}}
 {{- end -}}
 {{- end -}}
 
@@ -234,21 +238,11 @@ workers, the pilot and JupyterLab start after the scheduler (the seed's order), 
 - name: wait-for-scheduler
   image: {{ include "dps.image" (dict "root" . "image" .Values.images.dask) | quote }}
   imagePullPolicy: {{ .Values.images.dask.pullPolicy }}
+  # files/wait-for-scheduler.py
   command: ["python", "-c"]
   args:
     - |
-      import os, socket, sys, time
-      host, port = os.environ["GATE_HOST"], int(os.environ["GATE_PORT"])
-      deadline = time.monotonic() + float(os.environ["GATE_TIMEOUT_SECONDS"])
-      while True:
-          try:
-              socket.create_connection((host, port), timeout=3).close()
-              print(f"scheduler {host}:{port} accepts connections", flush=True)
-              break
-          except OSError as err:
-              if time.monotonic() > deadline:
-                  sys.exit(f"gave up waiting for the scheduler {host}:{port}: {err}")
-              time.sleep(1)
+      {{- .Files.Get "files/wait-for-scheduler.py" | nindent 6 }}
   env:
     - name: GATE_HOST
       value: {{ include "dps.schedulerHost" . | quote }}
@@ -270,26 +264,11 @@ private directory, and checks it against job.definitionSha256 before the pilot m
 - name: wait-for-job-definition
   image: {{ include "dps.image" (dict "root" . "image" .Values.images.dask) | quote }}
   imagePullPolicy: {{ .Values.images.dask.pullPolicy }}
+  # files/wait-for-job-definition.py
   command: ["python", "-c"]
   args:
     - |
-      import hashlib, os, sys, time
-      path = os.path.join(os.environ["PILOT_RUN_DIR"], "pandaJobData.out")
-      want = os.environ["JOB_DEFINITION_SHA256"]
-      deadline = time.monotonic() + float(os.environ["GATE_TIMEOUT_SECONDS"])
-      while not os.path.isfile(path):
-          if time.monotonic() > deadline:
-              sys.exit(f"gave up waiting for the job definition {path}")
-          time.sleep(1)
-      digest = hashlib.sha256()
-      fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-      with os.fdopen(fd, "rb") as handle:
-          for block in iter(lambda: handle.read(1 << 16), b""):
-              digest.update(block)
-      if digest.hexdigest() != want:
-          sys.exit(f"refusing to start the pilot: {path} has sha256 {digest.hexdigest()}, "
-                   f"the release expects {want} (job.definitionSha256)")
-      print(f"job definition {path} is in place, sha256 {want}", flush=True)
+      {{- .Files.Get "files/wait-for-job-definition.py" | nindent 6 }}
   env:
     - name: PILOT_RUN_DIR
       value: {{ include "dps.pilotRunDir" . | quote }}

@@ -50,6 +50,15 @@ offending value and says how to fix it. Included from NOTES-independent template
 {{- fail "jupyterlab.ingress.host: required when jupyterlab.ingress.enabled is true" -}}
 {{- end -}}
 {{- $ing := $v.jupyterlab.ingress -}}
+{{- if and $ing.certManager.issuer $ing.certManager.clusterIssuer -}}
+{{- fail "jupyterlab.ingress.certManager: name either issuer or clusterIssuer, not both" -}}
+{{- end -}}
+{{- if and $ing.enabled $v.jupyterlab.tls.secretName -}}
+{{- fail "jupyterlab.tls.secretName: with an Ingress, TLS ends at the Ingress (jupyterlab.ingress.tlsSecretName or jupyterlab.ingress.certManager); jupyterlab.tls is for a Service reached without one" -}}
+{{- end -}}
+{{- if and (not $ing.enabled) (or $ing.tlsSecretName $ing.certManager.issuer $ing.certManager.clusterIssuer) -}}
+{{- fail "jupyterlab.ingress: tlsSecretName and certManager take effect only with jupyterlab.ingress.enabled; for a LoadBalancer without an Ingress set jupyterlab.tls.secretName" -}}
+{{- end -}}
 {{- if and $ing.enabled (not (or (contains .Release.Name $ing.host) (contains .Release.Name $ing.path))) -}}
 {{- fail (printf "jupyterlab.ingress.host or jupyterlab.ingress.path must carry the release name %q (e.g. path /%s/ or host %s.example.org), so that no two sessions share a route: got host %q, path %q" .Release.Name .Release.Name .Release.Name $ing.host $ing.path) -}}
 {{- end -}}
