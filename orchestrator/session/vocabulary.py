@@ -12,29 +12,67 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-APP_NAME: Final = "dask-panda-session"
-NAME_LABEL: Final = "app.kubernetes.io/name"
-INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
-COMPONENT_LABEL: Final = "app.kubernetes.io/component"
-PANDAID_LABEL: Final = "dask-panda-session/pandaid"
-MODE_LABEL: Final = "dask-panda-session/mode"
-QUEUE_LABEL: Final = "dask-panda-session/queue"
-WORKER_ID_LABEL: Final = "dask-panda-session/worker-id"
+from orchestrator.names import (  # the chart's vocabulary, re-exported for the rules and adapters
+    ANN_DASHBOARD_URL,
+    ANN_JUPYTER_URL,
+    ANN_LEASE_SECONDS,
+    ANN_LIFETIME_SECONDS,
+    ANN_SCHEDULER_ADDRESS,
+    ANN_STARTUP_SECONDS,
+    ANN_WORKERS_WANTED,
+    APP_NAME,
+    CLEANUP,
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    JUPYTERLAB,
+    MODE_LABEL,
+    NAME_LABEL,
+    PANDAID_LABEL,
+    PILOT,
+    PREPARE,
+    QUEUE_LABEL,
+    SCHEDULER,
+    WORKER,
+    WORKER_ID_LABEL,
+)
 
-ANN_SCHEDULER_ADDRESS: Final = "dask-panda-session/scheduler-address"
-ANN_DASHBOARD_URL: Final = "dask-panda-session/dashboard-url"
-ANN_JUPYTER_URL: Final = "dask-panda-session/jupyter-url"
-ANN_WORKERS_WANTED: Final = "dask-panda-session/workers-wanted"
-ANN_STARTUP_SECONDS: Final = "dask-panda-session/startup-seconds"
-ANN_LEASE_SECONDS: Final = "dask-panda-session/lease-seconds"
-ANN_LIFETIME_SECONDS: Final = "dask-panda-session/lifetime-seconds"
+__all__ = [
+    "ANN_DASHBOARD_URL",
+    "ANN_JUPYTER_URL",
+    "ANN_LEASE_SECONDS",
+    "ANN_LIFETIME_SECONDS",
+    "ANN_SCHEDULER_ADDRESS",
+    "ANN_STARTUP_SECONDS",
+    "ANN_WORKERS_WANTED",
+    "APP_NAME",
+    "CLEANUP",
+    "CLOCK_SKEW_TOLERANCE",
+    "COMPONENT_LABEL",
+    "CORE_COMPONENTS",
+    "FINAL_PHASES",
+    "HOOK_COMPONENTS",
+    "INSTANCE_LABEL",
+    "JUPYTERLAB",
+    "MAX_RESTARTS",
+    "MODE_LABEL",
+    "NAME_LABEL",
+    "PANDAID_LABEL",
+    "PILOT",
+    "PREPARE",
+    "PRIORITY",
+    "QUEUE_LABEL",
+    "SCHEDULER",
+    "SESSION_COMPONENTS",
+    "WORKER",
+    "WORKER_ID_LABEL",
+    "Deadline",
+    "Phase",
+    "Reason",
+    "SessionState",
+    "Timings",
+    "iso",
+]
 
-SCHEDULER: Final = "scheduler"
-WORKER: Final = "worker"
-PILOT: Final = "pilot"
-JUPYTERLAB: Final = "jupyterlab"
-PREPARE: Final = "prepare"
-CLEANUP: Final = "cleanup"
 SESSION_COMPONENTS: Final = frozenset({SCHEDULER, WORKER, PILOT, JUPYTERLAB})
 CORE_COMPONENTS: Final = frozenset({SCHEDULER, PILOT, JUPYTERLAB})
 """The components whose end (or deletion) ends the session; a worker's end is a shortfall."""
