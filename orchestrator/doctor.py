@@ -12,6 +12,7 @@ The CLI only shows the result; any other adapter can run the same checks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +23,13 @@ import yaml
 from orchestrator import kube as kube_mod
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.netprobe import CHECK_NAME as NETWORK_POLICY_CHECK
-from orchestrator.netprobe import NetworkPolicyProbe
+from orchestrator.netprobe import DEFAULT_PROBE_IMAGE, NetworkPolicyProbe
 from orchestrator.service import SessionService
 from orchestrator.values import ROOT
 
 __all__ = [
     "CLOCK_SKEW_WARNING_SECONDS",
+    "PROBE_IMAGE_ENV",
     "ROLE_FILE",
     "Check",
     "Permission",
@@ -40,6 +42,8 @@ __all__ = [
 ]
 
 ROLE_FILE: Final = ROOT / "deploy" / "orchestrator-rbac.yaml"
+PROBE_IMAGE_ENV: Final = "DPS_PROBE_IMAGE"
+"""The NetworkPolicy probe's image (any image with `python3`), e.g. a mirror the cluster can pull."""
 
 # Above this host-vs-API-server skew, doctor warns (the orchestrator's verdicts use the server's
 # clock and are not affected; Harvester's own bookkeeping on the host is).
@@ -236,8 +240,8 @@ def run_doctor(
 ) -> list[Check]:
     """Every check, in order: helm, cluster, clock, namespace, each right of the Role, the
     queue's shared claim and its proxy Secret, and whether NetworkPolicies are enforced (a short
-    probe; `netpol_probe` sets its image and timeout, by default a small Python image and the
-    queue's image pull secrets). Bad input (the queue, the role file) raises InputError;
+    probe; `netpol_probe` sets its image and timeout, by default a small Python image, or the one
+    named by the environment variable DPS_PROBE_IMAGE, and the queue's image pull secrets). Bad input (the queue, the role file) raises InputError;
     anything the cluster says is a failed check."""
     config = svc.queue(queue, values_files)
     permissions = role_permissions(role_file)
@@ -270,7 +274,11 @@ def run_doctor(
             "proxy Secret", kube.exists(f"/api/v1/namespaces/{namespace}/secrets/{proxy}"), str(proxy)
         ),
     )
-    probe = netpol_probe or NetworkPolicyProbe(image_pull_secrets=_pull_secrets(values), sleep=svc.sleep)
+    probe = netpol_probe or NetworkPolicyProbe(
+        image=os.environ.get(PROBE_IMAGE_ENV) or DEFAULT_PROBE_IMAGE,
+        image_pull_secrets=_pull_secrets(values),
+        sleep=svc.sleep,
+    )
     checks += _guard(NETWORK_POLICY_CHECK, lambda: check_network_policies(kube, namespace, probe))
     return checks
 

@@ -432,3 +432,20 @@ def test_the_probe_scripts_really_connect(tmp_path: Path, denied_listens: bool, 
         server.wait()
     result = parse_report(report.read_text(), RUN_ID)
     assert result is not None and result.enforced is enforced, report.read_text()
+
+
+def test_the_probe_image_can_be_named_and_the_queues_pull_secrets_are_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(doctor.PROBE_IMAGE_ENV, "mirror.example.org/python:3.13-alpine")
+    values = tmp_path / "pull.yaml"
+    values.write_text("imagePullSecrets: [regcred]\n")
+    kube = ProbeKube(server_now=datetime.now(UTC), node=REAL_NODE, report=ENFORCING)
+    service = SessionService(Settings(namespace="ns"), helm=FakeHelm(), kube=kube, sleep=lambda _: None)  # type: ignore[arg-type]
+    checks = run_doctor(service, "ns", values_files=[str(values)])
+    assert checks[-1].name == NETWORK_POLICY_CHECK and checks[-1].ok is True
+    pods = [o for o in kube.created if o["kind"] == "Pod"]
+    assert {c["image"] for p in pods for c in p["spec"]["containers"]} == {
+        "mirror.example.org/python:3.13-alpine"
+    }
+    assert all(p["spec"]["imagePullSecrets"] == [{"name": "regcred"}] for p in pods)
