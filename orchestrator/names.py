@@ -44,25 +44,13 @@ GC_RUN_LABEL: Final = "dask-panda-session/gc-run"
 PROBE_LABEL: Final = "dask-panda-session/netpol-probe"
 """Label of doctor's NetworkPolicy probe objects (the probe's run id), so they are always found."""
 
-CHART_LABELS: Final = frozenset(
-    {
-        NAME_LABEL,
-        INSTANCE_LABEL,
-        COMPONENT_LABEL,
-        PART_OF_LABEL,
-        MANAGED_BY_LABEL,
-        VERSION_LABEL,
-        HELM_CHART_LABEL,
-        PANDAID_LABEL,
-        MODE_LABEL,
-        QUEUE_LABEL,
-        WORKER_ID_LABEL,
-    }
-)
-"""The labels the chart puts on every object it makes (``dps.labels``); ``worker-id`` only when
-the job has a Harvester worker id."""
 SELECTOR_LABELS: Final = (NAME_LABEL, INSTANCE_LABEL, COMPONENT_LABEL)
 """The labels that select one component of one release (``dps.selectorLabels``)."""
+HELM_LABELS: Final = (PART_OF_LABEL, MANAGED_BY_LABEL, VERSION_LABEL, HELM_CHART_LABEL)
+JOB_LABELS: Final = (PANDAID_LABEL, MODE_LABEL, QUEUE_LABEL, WORKER_ID_LABEL)
+CHART_LABELS: Final = frozenset({*SELECTOR_LABELS, *HELM_LABELS, *JOB_LABELS})
+"""The labels the chart puts on every object it makes (``dps.labels``); ``worker-id`` only when
+the job has a Harvester worker id."""
 PART_OF: Final = "panda"
 """The value of ``app.kubernetes.io/part-of``."""
 
@@ -75,17 +63,14 @@ ANN_WORKERS_WANTED: Final = "dask-panda-session/workers-wanted"
 ANN_STARTUP_SECONDS: Final = "dask-panda-session/startup-seconds"
 ANN_LEASE_SECONDS: Final = "dask-panda-session/lease-seconds"
 ANN_LIFETIME_SECONDS: Final = "dask-panda-session/lifetime-seconds"
-SESSION_ANNOTATIONS: Final = frozenset(
-    {
-        ANN_SCHEDULER_ADDRESS,
-        ANN_DASHBOARD_URL,
-        ANN_JUPYTER_URL,
-        ANN_WORKERS_WANTED,
-        ANN_STARTUP_SECONDS,
-        ANN_LEASE_SECONDS,
-        ANN_LIFETIME_SECONDS,
-    }
+ADDRESS_ANNOTATIONS: Final = (ANN_SCHEDULER_ADDRESS, ANN_DASHBOARD_URL, ANN_JUPYTER_URL)
+DEADLINE_ANNOTATIONS: Final = (
+    ANN_WORKERS_WANTED,
+    ANN_STARTUP_SECONDS,
+    ANN_LEASE_SECONDS,
+    ANN_LIFETIME_SECONDS,
 )
+SESSION_ANNOTATIONS: Final = frozenset({*ADDRESS_ANNOTATIONS, *DEADLINE_ANNOTATIONS})
 """The annotations the chart puts on every session pod (``dps.sessionAnnotations``); the
 JupyterLab URL only in interactive mode."""
 

@@ -12,66 +12,28 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from orchestrator.names import (  # the chart's vocabulary, re-exported for the rules and adapters
-    ANN_DASHBOARD_URL,
-    ANN_JUPYTER_URL,
-    ANN_LEASE_SECONDS,
-    ANN_LIFETIME_SECONDS,
-    ANN_SCHEDULER_ADDRESS,
-    ANN_STARTUP_SECONDS,
-    ANN_WORKERS_WANTED,
-    APP_NAME,
-    CLEANUP,
-    COMPONENT_LABEL,
-    INSTANCE_LABEL,
-    JUPYTERLAB,
-    MODE_LABEL,
-    NAME_LABEL,
-    PANDAID_LABEL,
-    PILOT,
-    PREPARE,
-    QUEUE_LABEL,
-    SCHEDULER,
-    WORKER,
-    WORKER_ID_LABEL,
-)
-
-__all__ = [
-    "ANN_DASHBOARD_URL",
-    "ANN_JUPYTER_URL",
-    "ANN_LEASE_SECONDS",
-    "ANN_LIFETIME_SECONDS",
-    "ANN_SCHEDULER_ADDRESS",
-    "ANN_STARTUP_SECONDS",
-    "ANN_WORKERS_WANTED",
-    "APP_NAME",
-    "CLEANUP",
-    "CLOCK_SKEW_TOLERANCE",
-    "COMPONENT_LABEL",
-    "CORE_COMPONENTS",
-    "FINAL_PHASES",
-    "HOOK_COMPONENTS",
-    "INSTANCE_LABEL",
-    "JUPYTERLAB",
-    "MAX_RESTARTS",
-    "MODE_LABEL",
-    "NAME_LABEL",
-    "PANDAID_LABEL",
-    "PILOT",
-    "PREPARE",
-    "PRIORITY",
-    "QUEUE_LABEL",
-    "SCHEDULER",
-    "SESSION_COMPONENTS",
-    "WORKER",
-    "WORKER_ID_LABEL",
-    "Deadline",
-    "Phase",
-    "Reason",
-    "SessionState",
-    "Timings",
-    "iso",
-]
+# the chart's vocabulary (orchestrator/names.py), re-exported for the rules and adapters
+from orchestrator.names import ANN_DASHBOARD_URL as ANN_DASHBOARD_URL
+from orchestrator.names import ANN_JUPYTER_URL as ANN_JUPYTER_URL
+from orchestrator.names import ANN_LEASE_SECONDS as ANN_LEASE_SECONDS
+from orchestrator.names import ANN_LIFETIME_SECONDS as ANN_LIFETIME_SECONDS
+from orchestrator.names import ANN_SCHEDULER_ADDRESS as ANN_SCHEDULER_ADDRESS
+from orchestrator.names import ANN_STARTUP_SECONDS as ANN_STARTUP_SECONDS
+from orchestrator.names import ANN_WORKERS_WANTED as ANN_WORKERS_WANTED
+from orchestrator.names import APP_NAME as APP_NAME
+from orchestrator.names import CLEANUP as CLEANUP
+from orchestrator.names import COMPONENT_LABEL as COMPONENT_LABEL
+from orchestrator.names import INSTANCE_LABEL as INSTANCE_LABEL
+from orchestrator.names import JUPYTERLAB as JUPYTERLAB
+from orchestrator.names import MODE_LABEL as MODE_LABEL
+from orchestrator.names import NAME_LABEL as NAME_LABEL
+from orchestrator.names import PANDAID_LABEL as PANDAID_LABEL
+from orchestrator.names import PILOT as PILOT
+from orchestrator.names import PREPARE as PREPARE
+from orchestrator.names import QUEUE_LABEL as QUEUE_LABEL
+from orchestrator.names import SCHEDULER as SCHEDULER
+from orchestrator.names import WORKER as WORKER
+from orchestrator.names import WORKER_ID_LABEL as WORKER_ID_LABEL
 
 SESSION_COMPONENTS: Final = frozenset({SCHEDULER, WORKER, PILOT, JUPYTERLAB})
 CORE_COMPONENTS: Final = frozenset({SCHEDULER, PILOT, JUPYTERLAB})
