@@ -53,6 +53,7 @@ from orchestrator.names import (  # re-exported: the kinds are addressed through
     SERVICE,
     Kind,
     instance_selector,
+    object_name,
 )
 
 __all__ = [
@@ -259,7 +260,7 @@ class Kube:
     def pod_events(self, namespace: str, release: str) -> list[dict[str, Any]]:
         """The events of one release's pods: asked only for a session that is failing."""
         data = self.request("GET", EVENT.path(namespace), query={"fieldSelector": "involvedObject.kind=Pod"})
-        prefix = f"{release}-"
+        prefix = object_name(release, "")  # every object of the release is <release>-<suffix>
         return [
             e
             for e in (data or {}).get("items", [])

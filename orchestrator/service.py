@@ -667,7 +667,7 @@ class SessionService:
             job = json.loads(str(annotations.get(ANN_PENDING_JOB)))
         except ValueError:
             job = None
-        if not isinstance(job, dict) or job.get("metadata", {}).get("name") != f"{release}-cleanup":
+        if not isinstance(job, dict) or job.get("metadata", {}).get("name") != hook_job_name(release, CLEANUP):
             notes.append(f"the pending cleanup of {directory} is unreadable: remove the directory by hand")
             return False
         notes.append(f"running the pending cleanup of directory {directory} again")
