@@ -75,6 +75,7 @@ def check_object(obj: dict[str, Any], expected: dict[tuple[str, str], str], mode
     assert key in expected, f"{key} is not a name orchestrator/names.py builds"
     labels = meta["labels"]
     assert labels[names.COMPONENT_LABEL] == expected[key], key
+    assert labels[names.COMPONENT_LABEL] in names.CHART_COMPONENTS
     assert labels[names.NAME_LABEL] == names.APP_NAME
     assert labels[names.INSTANCE_LABEL] == RELEASE
     assert labels[names.PART_OF_LABEL] == names.PART_OF
