@@ -12,6 +12,7 @@ The CLI only shows the result; any other adapter can run the same checks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +23,19 @@ import yaml
 from orchestrator import kube as kube_mod
 from orchestrator import resources
 from orchestrator.errors import DaskPandaSessionError, InputError
+from orchestrator.netprobe import CHECK_NAME as NETWORK_POLICY_CHECK
+from orchestrator.netprobe import DEFAULT_PROBE_IMAGE, NetworkPolicyProbe
 from orchestrator.service import SessionService
 
 __all__ = [
     "CLOCK_SKEW_WARNING_SECONDS",
+    "PROBE_IMAGE_ENV",
     "ROLE_FILE",
     "Check",
     "Permission",
     "check_claim",
     "check_clock",
+    "check_network_policies",
     "check_permissions",
     "role_permissions",
     "run_doctor",
@@ -38,6 +43,8 @@ __all__ = [
 
 ROLE_FILE: Final = resources.role_file()
 """deploy/orchestrator-rbac.yaml: the checkout's, or the copy an installed wheel carries."""
+PROBE_IMAGE_ENV: Final = "DPS_PROBE_IMAGE"
+"""The NetworkPolicy probe's image (any image with `python3`), e.g. a mirror the cluster can pull."""
 
 # Above this host-vs-API-server skew, doctor warns (the orchestrator's verdicts use the server's
 # clock and are not affected; Harvester's own bookkeeping on the host is).
@@ -206,6 +213,14 @@ def check_claim(kube: kube_mod.Kube, namespace: str, claim: str) -> Check:
     return Check("shared claim", False, detail)
 
 
+def check_network_policies(kube: kube_mod.Kube, namespace: str, probe: NetworkPolicyProbe) -> Check:
+    """Whether the cluster enforces NetworkPolicies (a pod pair tries); a cluster that does not, or
+    a probe that cannot tell, is a warning: sessions still hold by their TLS, but a multi-user
+    queue requires enforcement."""
+    result = probe.run(kube, namespace)
+    return Check(NETWORK_POLICY_CHECK, True if result.enforced else None, result.detail)
+
+
 def _guard(name: str, probe: Callable[[], Check | list[Check]]) -> list[Check]:
     """Run one probe; a failure of the probe itself is that check's failure, not the end."""
     try:
@@ -222,10 +237,13 @@ def run_doctor(
     queue: str | None = None,
     values_files: Sequence[str] = (),
     role_file: Path = ROLE_FILE,
+    netpol_probe: NetworkPolicyProbe | None = None,
 ) -> list[Check]:
     """Every check, in order: helm, cluster, clock, namespace, each right of the Role, the
-    queue's shared claim and its proxy Secret. Bad input (the queue, the role file) raises
-    InputError; anything the cluster says is a failed check."""
+    queue's shared claim and its proxy Secret, and whether NetworkPolicies are enforced (a short
+    probe; `netpol_probe` sets its image and timeout, by default a small Python image, or the one
+    named by the environment variable DPS_PROBE_IMAGE, and the queue's image pull secrets). Bad input (the queue, the role file) raises InputError;
+    anything the cluster says is a failed check."""
     config = svc.queue(queue, values_files)
     permissions = role_permissions(role_file)
     kube = svc.kube
@@ -257,4 +275,15 @@ def run_doctor(
             "proxy Secret", kube.exists(f"/api/v1/namespaces/{namespace}/secrets/{proxy}"), str(proxy)
         ),
     )
+    probe = netpol_probe or NetworkPolicyProbe(
+        image=os.environ.get(PROBE_IMAGE_ENV) or DEFAULT_PROBE_IMAGE,
+        image_pull_secrets=_pull_secrets(values),
+        sleep=svc.sleep,
+    )
+    checks += _guard(NETWORK_POLICY_CHECK, lambda: check_network_policies(kube, namespace, probe))
     return checks
+
+
+def _pull_secrets(values: Mapping[str, Any]) -> list[str]:
+    """The queue's image pull secrets (names), for the probe's pods."""
+    return [str(s) for s in values.get("imagePullSecrets") or [] if s]

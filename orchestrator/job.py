@@ -70,6 +70,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from orchestrator.errors import InputError
+from orchestrator.names import MAX_RELEASE_NAME, RELEASE_PREFIX
 
 __all__ = [
     "DASK_SECRET",
@@ -109,8 +110,6 @@ MAX_NESTING: Final = 32
 MAX_ID: Final = 10**15
 """PandaIDs are ~10**10 today; the bound keeps release names short and labels sane."""
 MAX_ATTEMPT: Final = 999
-MAX_RELEASE_NAME: Final = 40
-"""Release names stay short so that ``<release>-scheduler`` etc. remain valid 63-char labels."""
 MAX_WORKERS_LIMIT: Final = 10_000
 MAX_NAME_FIELD: Final = 255
 MAX_TEXT_FIELD: Final = 4096
@@ -804,7 +803,7 @@ def load_job_file(path_or_dash: str, *, max_bytes: int = MAX_JOB_FILE_BYTES) -> 
     return decoded
 
 
-def release_name(pandaid: int, attempt: int = 0, prefix: str = "dask") -> str:
+def release_name(pandaid: int, attempt: int = 0, prefix: str = RELEASE_PREFIX) -> str:
     """The Helm release name of a job: ``dask-<PandaID>``, ``dask-<PandaID>-a<attempt>`` if attempt > 0.
 
     Deterministic, so a repeated submit of the same job finds its release instead of making a
@@ -831,7 +830,7 @@ def release_name(pandaid: int, attempt: int = 0, prefix: str = "dask") -> str:
     return name
 
 
-def parse_release_name(name: str, prefix: str = "dask") -> tuple[int, int] | None:
+def parse_release_name(name: str, prefix: str = RELEASE_PREFIX) -> tuple[int, int] | None:
     """``(pandaid, attempt)`` of a name made by :func:`release_name`, or None for any other name.
 
     For garbage collection: a release of ours whose name does not round-trip is not ours.

@@ -18,10 +18,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.names import (
+    APP_NAME,
+    COMPONENT_LABEL,
+    GC_COMPONENT,
+    GC_RUN_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+)
+
 __all__ = ["GC_COMPONENT", "GC_RUN_LABEL", "GC_SCRIPT", "DirectoryCounts", "gc_job", "parse_counts"]
 
-GC_COMPONENT = "directory-gc"
-GC_RUN_LABEL = "dask-panda-session/gc-run"
 MAX_PER_RUN = 200
 
 GC_SCRIPT = r"""set -u
@@ -101,9 +109,9 @@ def gc_job(
     search takes it for part of a session). ValueError when the cleanup Job has no container."""
     job = copy.deepcopy(dict(cleanup_job))
     labels = {
-        "app.kubernetes.io/name": "dask-panda-session",
-        "app.kubernetes.io/component": GC_COMPONENT,
-        "app.kubernetes.io/managed-by": "dask-panda-session",
+        NAME_LABEL: APP_NAME,
+        COMPONENT_LABEL: GC_COMPONENT,
+        MANAGED_BY_LABEL: MANAGED_BY,
     }
     job["metadata"] = {"name": name, "labels": dict(labels)}
     spec = job.setdefault("spec", {})

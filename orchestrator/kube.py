@@ -32,7 +32,6 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -41,10 +40,33 @@ from typing import Any, Final
 import msgspec
 
 from orchestrator.errors import DaskPandaSessionError
+from orchestrator.names import (  # re-exported: the kinds are addressed through this module
+    APP_SELECTOR,
+    EVENT,
+    INGRESS,
+    JOB,
+    LEFTOVER_KINDS,
+    NETWORK_POLICY,
+    POD,
+    PVC,
+    SECRET,
+    SERVICE,
+    Kind,
+    instance_selector,
+    object_name,
+)
 
 __all__ = [
     "APP_SELECTOR",
+    "EVENT",
+    "INGRESS",
+    "JOB",
     "LEFTOVER_KINDS",
+    "NETWORK_POLICY",
+    "POD",
+    "PVC",
+    "SECRET",
+    "SERVICE",
     "Kind",
     "Kube",
     "KubeConflict",
@@ -54,9 +76,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-APP_SELECTOR: Final = "app.kubernetes.io/name=dask-panda-session"
-INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
 
 
 class KubeError(DaskPandaSessionError):
@@ -76,49 +95,6 @@ _FROM_WATCH_CACHE: Final = {"resourceVersion": "0"}
 
 # Asks for an object's metadata only (no `data` of a Secret ever travels back).
 _METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
-
-
-@dataclass(frozen=True)
-class Kind:
-    """A namespaced kind the release or its hooks can create, addressed by its REST path."""
-
-    name: str
-    group_version: str  # "v1" for the core group, else "<group>/<version>"
-    plural: str
-
-    def path(self, namespace: str, name: str | None = None) -> str:
-        base = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
-        path = f"{base}/namespaces/{namespace}/{self.plural}"
-        return f"{path}/{name}" if name else path
-
-
-POD: Final = Kind("Pod", "v1", "pods")
-SERVICE: Final = Kind("Service", "v1", "services")
-SECRET: Final = Kind("Secret", "v1", "secrets")
-JOB: Final = Kind("Job", "batch/v1", "jobs")
-PVC: Final = Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims")
-EVENT: Final = Kind("Event", "v1", "events")
-
-# Every kind the chart, its hooks and the orchestrator can leave behind. Jobs come first so that
-# their pods are deleted by their owner; claims last, once no pod uses them.
-LEFTOVER_KINDS: Final[tuple[Kind, ...]] = (
-    JOB,
-    POD,
-    SERVICE,
-    Kind("ConfigMap", "v1", "configmaps"),
-    SECRET,
-    Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies"),
-    Kind("Ingress", "networking.k8s.io/v1", "ingresses"),
-    Kind("ServiceAccount", "v1", "serviceaccounts"),
-    Kind("Role", "rbac.authorization.k8s.io/v1", "roles"),
-    Kind("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings"),
-    Kind("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets"),
-    PVC,
-)
-
-
-def instance_selector(release: str) -> str:
-    return f"{APP_SELECTOR},{INSTANCE_LABEL}={release}"
 
 
 class Kube:
@@ -284,7 +260,7 @@ class Kube:
     def pod_events(self, namespace: str, release: str) -> list[dict[str, Any]]:
         """The events of one release's pods: asked only for a session that is failing."""
         data = self.request("GET", EVENT.path(namespace), query={"fieldSelector": "involvedObject.kind=Pod"})
-        prefix = f"{release}-"
+        prefix = object_name(release, "")  # every object of the release is <release>-<suffix>
         return [
             e
             for e in (data or {}).get("items", [])

@@ -33,7 +33,25 @@ from orchestrator import kube as kube_mod
 from orchestrator import session as session_mod
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.job import PandaJob, parse_job, parse_release_name
-from orchestrator.jobdirs import GC_RUN_LABEL, DirectoryCounts, gc_job, parse_counts
+from orchestrator.jobdirs import DirectoryCounts, gc_job, parse_counts
+from orchestrator.names import (
+    ANN_PENDING_DIRECTORY,
+    ANN_PENDING_JOB,
+    APP_NAME,
+    CLEANUP,
+    GC_JOB_NAME,
+    GC_RELEASE,
+    GC_RUN_LABEL,
+    HELM_ANNOTATION_PREFIX,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    PENDING_CLEANUP_LABEL,
+    hook_job_name,
+    pending_cleanup_name,
+    secret_name,
+)
 from orchestrator.session import (
     CLOCK_SKEW_TOLERANCE,
     DEADLINE_REASONS,
@@ -51,7 +69,6 @@ from orchestrator.values import (
     job_directory,
     load_queue,
     render_values,
-    secret_name,
 )
 
 __all__ = [
@@ -559,11 +576,11 @@ class SessionService:
         except helm_mod.HelmError as err:
             notes.append(f"cannot render the cleanup step for directory {job_directory_of(values)}: {err}")
             return None
-        job = next((o for o in objects if o["metadata"]["name"] == f"{release}-cleanup"), None)
+        job = next((o for o in objects if o["metadata"]["name"] == hook_job_name(release, CLEANUP)), None)
         if job is None:
             notes.append("the chart rendered no cleanup Job")
             return None
-        for key in [k for k in job["metadata"].get("annotations", {}) if k.startswith("helm.sh/")]:
+        for key in [k for k in job["metadata"].get("annotations", {}) if k.startswith(HELM_ANNOTATION_PREFIX)]:
             del job["metadata"]["annotations"][key]
         return job
 
@@ -620,8 +637,8 @@ class SessionService:
             "metadata": {
                 "name": name,
                 "labels": {
-                    "app.kubernetes.io/name": "dask-panda-session",
-                    "app.kubernetes.io/managed-by": "dask-panda-session",
+                    NAME_LABEL: APP_NAME,
+                    MANAGED_BY_LABEL: MANAGED_BY,
                     PENDING_CLEANUP_LABEL: release,
                 },
                 "annotations": {
@@ -656,7 +673,7 @@ class SessionService:
             job = json.loads(str(annotations.get(ANN_PENDING_JOB)))
         except ValueError:
             job = None
-        if not isinstance(job, dict) or job.get("metadata", {}).get("name") != f"{release}-cleanup":
+        if not isinstance(job, dict) or job.get("metadata", {}).get("name") != hook_job_name(release, CLEANUP):
             notes.append(f"the pending cleanup of {directory} is unreadable: remove the directory by hand")
             return False
         notes.append(f"running the pending cleanup of directory {directory} again")
@@ -720,7 +737,7 @@ class SessionService:
         objects = self.kube.list_labelled(ns, kube_mod.APP_SELECTOR)
         by_instance: dict[str, list[tuple[kube_mod.Kind, dict[str, Any]]]] = {}
         for kind, obj in objects:
-            instance = obj.get("metadata", {}).get("labels", {}).get(kube_mod.INSTANCE_LABEL)
+            instance = obj.get("metadata", {}).get("labels", {}).get(INSTANCE_LABEL)
             if instance:
                 by_instance.setdefault(instance, []).append((kind, obj))
         result = GcActions()
@@ -855,21 +872,6 @@ class SessionService:
             if value and str(value).isdigit():
                 return float(value)
         return self.settings.default_lifetime_seconds
-
-
-GC_RELEASE = "dask-1"
-"""The release name the directory gc Job is rendered for (only its cleanup Job's settings are used)."""
-GC_JOB_NAME = "dask-panda-session-directory-gc"
-PENDING_CLEANUP_LABEL = "dask-panda-session/pending-cleanup-of"
-"""Label of a pending-cleanup record: the release whose directory is still to be removed."""
-ANN_PENDING_DIRECTORY = "dask-panda-session/directory"
-ANN_PENDING_JOB = "dask-panda-session/cleanup-job"
-
-
-def pending_cleanup_name(release: str) -> str:
-    """The pending-cleanup record of a release (`<release>-cleanup-pending`: at most 56 characters,
-    since release names are at most 40)."""
-    return f"{release}-cleanup-pending"
 
 
 def job_directory_of(values: Mapping[str, Any]) -> str:

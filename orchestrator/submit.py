@@ -31,8 +31,21 @@ from orchestrator import helm as helm_mod
 from orchestrator import kube as kube_mod
 from orchestrator.errors import DaskPandaSessionError
 from orchestrator.job import PandaJob
-from orchestrator.submit_lock import ANN_SUBMIT_ID, ANN_WORKER_ID, STALE_MARGIN_SECONDS, Lock, Step, decide
-from orchestrator.values import RenderedValues, secret_name
+from orchestrator.names import (
+    ANN_SUBMIT_ID,
+    ANN_WORKER_ID,
+    APP_NAME,
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    PANDAID_LABEL,
+    SECRET_COMPONENT,
+    secret_name,
+)
+from orchestrator.submit_lock import STALE_MARGIN_SECONDS, Lock, Step, decide
+from orchestrator.values import RenderedValues
 
 if TYPE_CHECKING:
     from orchestrator.service import SessionService
@@ -60,11 +73,11 @@ class Submit:
         self.name = secret_name(rendered.release)
         self.worker = worker
         self.labels = {
-            "app.kubernetes.io/name": "dask-panda-session",
-            "app.kubernetes.io/instance": rendered.release,
-            "app.kubernetes.io/component": "secret",
-            "app.kubernetes.io/managed-by": "dask-panda-session",
-            "dask-panda-session/pandaid": str(job.pandaid),
+            NAME_LABEL: APP_NAME,
+            INSTANCE_LABEL: rendered.release,
+            COMPONENT_LABEL: SECRET_COMPONENT,
+            MANAGED_BY_LABEL: MANAGED_BY,
+            PANDAID_LABEL: str(job.pandaid),
         }
         self.submit_id = uuid.uuid4().hex
         settings = svc.settings

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from orchestrator.helm import HelmReleaseInfo
+from orchestrator.names import ANN_SUBMIT_ID, ANN_WORKER_ID
 
 __all__ = [
     "ANN_SUBMIT_ID",
@@ -43,8 +44,6 @@ __all__ = [
     "decide",
 ]
 
-ANN_SUBMIT_ID: Final = "dask-panda-session/submit-id"
-ANN_WORKER_ID: Final = "dask-panda-session/harvester-worker-id"
 # Beyond the install timeout: the submitter kills helm's whole process group at the install timeout
 # plus helm.py's deadline margin (30 s) and kill grace (5 s); the rest covers the Secret write, the
 # status call and the undo of a failed install. Ages are on the API server's clock, so host clock

@@ -42,6 +42,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from orchestrator import resources
 from orchestrator.errors import InputError
 from orchestrator.job import MAX_DEFINITION_BYTES, Mode, PandaJob, QueueLimits, SecretStr
+from orchestrator.names import jupyterlab_name, scheduler_name, secret_name
 from orchestrator.tls import CA_KEY, CERT_KEY, make_session_tls
 
 __all__ = [
@@ -135,11 +136,6 @@ class RenderedValues:
     adjustments: tuple[str, ...] = ()
 
 
-def secret_name(release: str) -> str:
-    """The per-job Secret's name; derived, so a sweep finds it without any stored state."""
-    return f"{release}-secret"
-
-
 def job_directory(pandaid: int, attempt: int) -> str:
     """The job's directory under `sharedVolume.jobsDirectory`: one per release (PandaID and attempt).
 
@@ -171,7 +167,7 @@ def session_addresses(values: Mapping[str, Any], release: str, namespace: str) -
     """
     domain = _get(values, "clusterDomain")
     comm = "tls" if _get(values, "tls.enabled") else "tcp"
-    scheduler = f"{comm}://{release}-scheduler.{namespace}.svc.{domain}:{int(_get(values, 'scheduler.port'))}"
+    scheduler = f"{comm}://{scheduler_name(release)}.{namespace}.svc.{domain}:{int(_get(values, 'scheduler.port'))}"
     jupyter = _get(values, "jupyterlab") or {}
     ingress, service = jupyter.get("ingress") or {}, jupyter.get("service") or {}
     issuers = ingress.get("certManager") or {}
@@ -186,7 +182,7 @@ def session_addresses(values: Mapping[str, Any], release: str, namespace: str) -
     elif service.get("type") == "LoadBalancer" and service.get("loadBalancerIP"):
         url = f"{scheme}://{service['loadBalancerIP']}:{int(service.get('port') or 80)}/"
     else:
-        url = f"{scheme}://{release}-jupyterlab.{namespace}.svc.{domain}:{int(service.get('port') or 80)}/"
+        url = f"{scheme}://{jupyterlab_name(release)}.{namespace}.svc.{domain}:{int(service.get('port') or 80)}/"
     return {"scheduler_ip": scheduler, "session_ip": url}
 
 
@@ -430,7 +426,7 @@ TLS_VALIDITY_MARGIN: Final = 86400
 
 def _session_tls(values: Mapping[str, Any], release: str, namespace: str) -> dict[str, SecretStr]:
     """A fresh CA and session certificate for the per-job Secret (never for the values)."""
-    scheduler = f"{release}-scheduler"
+    scheduler = scheduler_name(release)
     domain = str(_get(values, "clusterDomain") or "cluster.local")
     names = [
         scheduler,

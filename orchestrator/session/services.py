@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from orchestrator.names import JUPYTERLAB_SERVICE_SELECTOR
 from orchestrator.session.pods import get, is_mapping
 from orchestrator.session.vocabulary import COMPONENT_LABEL, INSTANCE_LABEL, JUPYTERLAB, SessionState
 
@@ -28,9 +29,6 @@ __all__ = [
     "proxied_dashboard_url",
     "with_external_urls",
 ]
-
-JUPYTERLAB_SERVICE_SELECTOR = f"app.kubernetes.io/name=dask-panda-session,{COMPONENT_LABEL}={JUPYTERLAB}"
-"""The label selector of the one Service LIST: the JupyterLab Services of every release."""
 
 
 def is_in_cluster_url(url: str | None) -> bool:

@@ -12,29 +12,29 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-APP_NAME: Final = "dask-panda-session"
-NAME_LABEL: Final = "app.kubernetes.io/name"
-INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
-COMPONENT_LABEL: Final = "app.kubernetes.io/component"
-PANDAID_LABEL: Final = "dask-panda-session/pandaid"
-MODE_LABEL: Final = "dask-panda-session/mode"
-QUEUE_LABEL: Final = "dask-panda-session/queue"
-WORKER_ID_LABEL: Final = "dask-panda-session/worker-id"
+# the chart's vocabulary (orchestrator/names.py), re-exported for the rules and adapters
+from orchestrator.names import ANN_DASHBOARD_URL as ANN_DASHBOARD_URL
+from orchestrator.names import ANN_JUPYTER_URL as ANN_JUPYTER_URL
+from orchestrator.names import ANN_LEASE_SECONDS as ANN_LEASE_SECONDS
+from orchestrator.names import ANN_LIFETIME_SECONDS as ANN_LIFETIME_SECONDS
+from orchestrator.names import ANN_SCHEDULER_ADDRESS as ANN_SCHEDULER_ADDRESS
+from orchestrator.names import ANN_STARTUP_SECONDS as ANN_STARTUP_SECONDS
+from orchestrator.names import ANN_WORKERS_WANTED as ANN_WORKERS_WANTED
+from orchestrator.names import APP_NAME as APP_NAME
+from orchestrator.names import CLEANUP as CLEANUP
+from orchestrator.names import COMPONENT_LABEL as COMPONENT_LABEL
+from orchestrator.names import INSTANCE_LABEL as INSTANCE_LABEL
+from orchestrator.names import JUPYTERLAB as JUPYTERLAB
+from orchestrator.names import MODE_LABEL as MODE_LABEL
+from orchestrator.names import NAME_LABEL as NAME_LABEL
+from orchestrator.names import PANDAID_LABEL as PANDAID_LABEL
+from orchestrator.names import PILOT as PILOT
+from orchestrator.names import PREPARE as PREPARE
+from orchestrator.names import QUEUE_LABEL as QUEUE_LABEL
+from orchestrator.names import SCHEDULER as SCHEDULER
+from orchestrator.names import WORKER as WORKER
+from orchestrator.names import WORKER_ID_LABEL as WORKER_ID_LABEL
 
-ANN_SCHEDULER_ADDRESS: Final = "dask-panda-session/scheduler-address"
-ANN_DASHBOARD_URL: Final = "dask-panda-session/dashboard-url"
-ANN_JUPYTER_URL: Final = "dask-panda-session/jupyter-url"
-ANN_WORKERS_WANTED: Final = "dask-panda-session/workers-wanted"
-ANN_STARTUP_SECONDS: Final = "dask-panda-session/startup-seconds"
-ANN_LEASE_SECONDS: Final = "dask-panda-session/lease-seconds"
-ANN_LIFETIME_SECONDS: Final = "dask-panda-session/lifetime-seconds"
-
-SCHEDULER: Final = "scheduler"
-WORKER: Final = "worker"
-PILOT: Final = "pilot"
-JUPYTERLAB: Final = "jupyterlab"
-PREPARE: Final = "prepare"
-CLEANUP: Final = "cleanup"
 SESSION_COMPONENTS: Final = frozenset({SCHEDULER, WORKER, PILOT, JUPYTERLAB})
 CORE_COMPONENTS: Final = frozenset({SCHEDULER, PILOT, JUPYTERLAB})
 """The components whose end (or deletion) ends the session; a worker's end is a shortfall."""

@@ -442,10 +442,10 @@ def test_gc_removes_orphans_and_expired_releases(
                 "stringData": {"x": "y"},
             },
             {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
                 "metadata": {"name": f"{orphan}-left", "labels": labels},
-                "data": {"x": "y"},
+                "spec": {"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"]},
             },
             {
                 "apiVersion": "v1",

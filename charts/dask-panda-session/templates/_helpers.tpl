@@ -1,34 +1,9 @@
 {{/*
-Every name, label and shared fragment of the chart comes from here, so that names never collide
-between releases sharing a namespace and selectors never overlap between components.
+Every label and shared fragment of the chart comes from here, so that selectors never overlap
+between components; every object name comes from _helpers-names.tpl.
 
 Helpers that need a component take a dict: (dict "root" $ "component" "scheduler").
 */}}
-
-{{/* The release name is the prefix of every object name. Checked once in validate.tpl. */}}
-{{- define "dps.fullname" -}}
-{{- .Release.Name -}}
-{{- end -}}
-
-{{/* Object names: <release>-<suffix>. */}}
-{{- define "dps.name" -}}
-{{- printf "%s-%s" .root.Release.Name .suffix -}}
-{{- end -}}
-
-{{- define "dps.schedulerName" -}}{{ include "dps.name" (dict "root" . "suffix" "scheduler") }}{{- end -}}
-{{- define "dps.jupyterName" -}}{{ include "dps.name" (dict "root" . "suffix" "jupyterlab") }}{{- end -}}
-{{- define "dps.pilotName" -}}{{ include "dps.name" (dict "root" . "suffix" "pilot") }}{{- end -}}
-{{- define "dps.claimName" -}}
-{{- if .Values.sharedVolume.existingClaim -}}
-{{- .Values.sharedVolume.existingClaim -}}
-{{- else -}}
-{{- include "dps.name" (dict "root" . "suffix" "shared") -}}
-{{- end -}}
-{{- end -}}
-{{/* The per-job Secret (job definition, JupyterLab password): made before the install, never by the chart. */}}
-{{- define "dps.secretName" -}}
-{{- .Values.secrets.existingSecret -}}
-{{- end -}}
 
 {{- define "dps.interactive" -}}
 {{- if eq .Values.job.mode "interactive" -}}true{{- end -}}
