@@ -40,10 +40,11 @@ from rich.text import Text
 
 from orchestrator import __version__
 from orchestrator import kube as kube_mod
-from orchestrator.doctor import ROLE_FILE, Check, run_doctor
+from orchestrator.doctor import PROBE_IMAGE_ENV, ROLE_FILE, Check, run_doctor
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.helm import HelmUnavailable
 from orchestrator.job import load_job_file
+from orchestrator.netprobe import DEFAULT_PROBE_IMAGE, NetworkPolicyProbe
 from orchestrator.service import SessionService, Settings
 from orchestrator.session import FINAL_PHASES, Phase, SessionState
 
@@ -1035,16 +1036,38 @@ def doctor(
             help="The Role whose every rule is checked.",
         ),
     ] = ROLE_FILE,
+    probe_image: Annotated[
+        str,
+        typer.Option(
+            metavar="IMAGE",
+            envvar=PROBE_IMAGE_ENV,
+            show_envvar=True,
+            help="Image of the NetworkPolicy probe's two pods (any image with python3).",
+        ),
+    ] = DEFAULT_PROBE_IMAGE,
+    probe_timeout: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            envvar="DPS_PROBE_TIMEOUT",
+            show_envvar=True,
+            min=1,
+            help="How long the probe's pods may take to be scheduled, pull the image, run and "
+            "report; past it the verdict is 'cannot tell'.",
+        ),
+    ] = 90.0,
     output: OutputOpt = Output.table,
 ) -> None:
     """Check helm, the cluster, the clock, the namespace, every right of the orchestrator's Role
-    (each verb asked of the API server), the queue's shared claim (why it is not Bound) and the
-    proxy Secret. Exit 1 when a check fails; warnings do not fail.
+    (each verb asked of the API server), the queue's shared claim (why it is not Bound), the
+    proxy Secret, and whether the cluster enforces NetworkPolicies (two short-lived pods). Exit 1
+    when a check fails; warnings (such as policies not enforced) do not fail.
     """
     svc = service()
     ns = CTX.settings.namespace
+    probe = NetworkPolicyProbe(image=probe_image, timeout=probe_timeout, sleep=svc.sleep)
     with errors(), progress(f"checking namespace {ns}"):
-        checks = run_doctor(svc, ns, queue=CTX.settings.queue, role_file=role)
+        checks = run_doctor(svc, ns, queue=CTX.settings.queue, role_file=role, netpol_probe=probe)
     if not emit({"namespace": ns, "checks": [c.to_dict() for c in checks]}, output):
         sys.stdout.write(columns(("CHECK", "OK", "DETAIL"), [_check_row(c) for c in checks]) + "\n")
     for check in checks:

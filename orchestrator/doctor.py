@@ -12,6 +12,7 @@ The CLI only shows the result; any other adapter can run the same checks.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -276,10 +277,10 @@ def run_doctor(
         ),
     )
     probe = netpol_probe or NetworkPolicyProbe(
-        image=os.environ.get(PROBE_IMAGE_ENV) or DEFAULT_PROBE_IMAGE,
-        image_pull_secrets=_pull_secrets(values),
-        sleep=svc.sleep,
+        image=os.environ.get(PROBE_IMAGE_ENV) or DEFAULT_PROBE_IMAGE, sleep=svc.sleep
     )
+    if not probe.image_pull_secrets:  # the queue's registry credentials reach the probe's pods too
+        probe = dataclasses.replace(probe, image_pull_secrets=_pull_secrets(values))
     checks += _guard(NETWORK_POLICY_CHECK, lambda: check_network_policies(kube, namespace, probe))
     return checks
 
