@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from orchestrator import helm as helm_mod
 from orchestrator import kube as kube_mod
@@ -47,7 +47,11 @@ from orchestrator.names import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     NAME_LABEL,
+    NETWORK_POLICY,
     PENDING_CLEANUP_LABEL,
+    POD,
+    PROBE_LABEL,
+    PROBE_NAME_PREFIX,
     hook_job_name,
     pending_cleanup_name,
     secret_name,
@@ -154,6 +158,12 @@ class SweepResult:
     cleanup_completed: bool | None = None
     remaining: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+
+
+PROBE_KINDS: Final = (NETWORK_POLICY, POD)
+"""What doctor's NetworkPolicy probe creates (it deletes them itself unless it is killed)."""
+PROBE_STALE_SECONDS: Final = 3600.0
+"""Far past any probe's own timeout and its pods' deadline: a probe that old is not running."""
 
 
 @dataclass(frozen=True)
@@ -762,6 +772,9 @@ class SessionService:
                 log.warning("gc %s/%s: not an orphan, its release is %s", ns, action.release, live.status)
                 continue
             result.append(action)
+        probes = self._stale_probes(ns, now)
+        for action in probes.values():
+            result.append(action)
         for name, info in sorted(releases.items()):
             lifetime = self._lifetime(by_instance.get(name, []))
             if info.updated is not None and now - info.updated > timedelta(seconds=lifetime) + grace:
@@ -775,7 +788,10 @@ class SessionService:
             if action.release in done.failures:
                 continue
             try:
-                if action.release in releases:
+                if action.release in probes:
+                    selector = f"{PROBE_LABEL}={action.release.removeprefix(PROBE_NAME_PREFIX + '-')}"
+                    self.kube.delete_labelled(ns, selector, kinds=PROBE_KINDS)
+                elif action.release in releases:
                     self.sweep(action.release, namespace=ns)
                 else:
                     self.kube.delete_labelled(ns, kube_mod.instance_selector(action.release))
@@ -785,6 +801,21 @@ class SessionService:
             done.append(action)
         self.gc_directories(ns, keep, dry_run=False, into=done)
         return done
+
+    def _stale_probes(self, ns: str, now: datetime) -> dict[str, GcAction]:
+        """Objects of a `doctor` NetworkPolicy probe that was killed before its own cleanup ran
+        (its pods end on their deadline, its policy would stay), once older than
+        PROBE_STALE_SECONDS; keyed by `<prefix>-<run id>`."""
+        stale: dict[str, list[tuple[kube_mod.Kind, dict[str, Any]]]] = {}
+        for kind, obj in self.kube.list_labelled(ns, PROBE_LABEL, kinds=PROBE_KINDS):
+            run_id = obj.get("metadata", {}).get("labels", {}).get(PROBE_LABEL)
+            created = _created(obj)
+            if run_id and created is not None and (now - created).total_seconds() > PROBE_STALE_SECONDS:
+                stale.setdefault(f"{PROBE_NAME_PREFIX}-{run_id}", []).append((kind, obj))
+        return {
+            name: GcAction(name, "left by an interrupted doctor probe", tuple(kube_mod.names(objs)))
+            for name, objs in sorted(stale.items())
+        }
 
     @staticmethod
     def _live_directories(releases: Iterable[str], instances: Iterable[str]) -> set[str]:

@@ -345,17 +345,23 @@ class FakeKube:
         self, namespace: str, selector: str, kinds: Sequence[Kind] = ()
     ) -> list[tuple[Kind, dict[str, Any]]]:
         self._count()
-        wanted = dict(part.split("=", 1) for part in selector.split(","))
+        # "key=value" must match, a bare "key" must exist (the API server's selector syntax)
+        parts = [part.split("=", 1) for part in selector.split(",")]
+        wanted = {p[0]: p[1] for p in parts if len(p) == 2}
+        present = {p[0] for p in parts if len(p) == 1}
+        only = {k.name for k in kinds}
         found = []
         with self.lock:
             for (kind, _), obj in self.objects.get(namespace, {}).items():
+                if only and kind not in only:
+                    continue
                 labels = obj.get("metadata", {}).get("labels", {})
-                if all(labels.get(k) == v for k, v in wanted.items()):
+                if all(labels.get(k) == v for k, v in wanted.items()) and present <= labels.keys():
                     found.append((SECRET if kind == "Secret" else Kind(kind, "v1", kind.lower() + "s"), obj))
         return found
 
     def delete_labelled(self, namespace: str, selector: str, kinds: Sequence[Kind] = ()) -> int:
-        found = self.list_labelled(namespace, selector)
+        found = self.list_labelled(namespace, selector, kinds)
         with self.lock:
             for kind, obj in found:
                 self.deleted.append((kind.name, obj["metadata"]["name"], None))
