@@ -89,7 +89,9 @@ main() {
   bash scripts/bootstrap.sh --smoke
   export PATH="$ROOT/.tools/bin:$PATH"
   trap cleanup EXIT
-  local dps=("$ROOT/.venv/bin/dask-panda-session" --helm "$ROOT/.tools/bin/helm" --namespace "$NAMESPACE" --queue "$QUEUE")
+  # The CLI of this checkout: `python -m` from the repository root imports its own orchestrator/,
+  # whichever checkout the venv's editable install points to (a venv shared between worktrees).
+  local dps=("$ROOT/.venv/bin/python" -m orchestrator.cli --helm "$ROOT/.tools/bin/helm" --namespace "$NAMESPACE" --queue "$QUEUE")
 
   if [[ "$(choose_cluster)" == configured ]]; then
     step "using the configured cluster ($(kubectl config current-context))"
