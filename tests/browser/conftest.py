@@ -14,99 +14,36 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.smoke.conftest import (
-    SMOKE_VENV,
-    Ports,
-    job_release,
-    make_kubelet,
-    new_panda_id,
-    new_ports,
-    render,
-)
-from tests.smoke.kubelet import Kubelet
+from tests.smoke.session import InteractiveSession, interactive_session
 
 if TYPE_CHECKING:  # imported lazily below: a .venv without selenium must still collect other tiers
     from selenium.webdriver.remote.webdriver import WebDriver
 
 CHROMIUM = Path(os.environ.get("DPS_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("DPS_CHROMEDRIVER", "/usr/bin/chromedriver"))
-SECRET_KEY = "jupyter-password"
 OUTPUT = ROOT / ".test-output" / "browser"
 DOC_IMAGES = ROOT / "docs" / "images"
 # A small window keeps the committed screenshots small and still shows the whole login form.
 WINDOW = (1100, 700)
 
 
-@dataclass
-class Session:
-    """One interactive session's JupyterLab, reachable on a free local port."""
-
-    kubelet: Kubelet
-    release: str
-    ports: Ports
-    password: str = field(repr=False)  # never printed: not in repr, not in assertion messages
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.ports.jupyterlab}{path}"
-
-
-def _answers(url: str) -> bool:
-    """JupyterLab's readiness probe: /api answers 200 without a password."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
-            return bool(response.status == 200)
-    except (OSError, urllib.error.HTTPError):
-        return False
+# The session the tests drive: the smoke tier's interactive release, with one worker.
+Session = InteractiveSession
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    """The prepare hook, then the scheduler and JupyterLab of an interactive release, for real."""
-    if not (SMOKE_VENV / "bin" / "jupyter-lab").exists():
-        pytest.fail(f"{SMOKE_VENV} is missing: run scripts/bootstrap.sh --smoke")
-    panda_id = new_panda_id()
-    release = f"dask-{panda_id}"
-    password = secrets.token_urlsafe(24)
-    ports = new_ports()
-    # the job through the orchestrator's own data path: values for helm, the per-job Secret (the
-    # definition, the password, the session's TLS files) for the kubelet
-    job = job_release(tmp_path_factory, panda_id, "interactive", ports, password=password)
-    documents = render(
-        release,
-        panda_id,
-        ports,
-        {"job.mode": "interactive", "workers.replicas": "1"},
-        values_files=[job.values_file],
-    )
-    kubelet = make_kubelet(
-        tmp_path_factory,
-        SMOKE_VENV,
-        documents,
-        {job.secret_name: job.secret, "proxy-secret": {"x509up_u25606_prod": "not a real proxy"}},
-    )
-    try:
-        prepare = kubelet.run_to_completion(f"{release}-prepare", timeout=60)
-        assert prepare.phase == "Succeeded", prepare.error
-        kubelet.start(f"{release}-scheduler")
-        jupyter = kubelet.start(f"{release}-jupyterlab")
-        kubelet.wait_for(lambda: jupyter.phase == "Running", 60, "JupyterLab's main container")
-        api = f"http://127.0.0.1:{ports.jupyterlab}/api"
-        kubelet.wait_for(lambda: _answers(api), 90, "JupyterLab to answer /api (its readiness probe)")
-        yield Session(kubelet, release, ports, password)
-    finally:
-        kubelet.shutdown()
+    """The prepare hook, then JupyterLab, the scheduler and a worker of an interactive release, for real."""
+    with interactive_session(tmp_path_factory, workers=1) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ no log, URL, cookie or visible text. The screenshots it saves are the ones the d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -126,9 +127,11 @@ def test_the_password_opens_the_lab_on_the_job_directory(browser: WebDriver, ses
     put_notebook(session, NOTEBOOK)
     browser.refresh()
     entries = wait(browser, 60).until(
-        lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, FILE_ENTRY)]
-        if any(NOTEBOOK in e.text for e in d.find_elements(By.CSS_SELECTOR, FILE_ENTRY))
-        else None
+        lambda d: (
+            [e.text for e in d.find_elements(By.CSS_SELECTOR, FILE_ENTRY)]
+            if any(NOTEBOOK in e.text for e in d.find_elements(By.CSS_SELECTOR, FILE_ENTRY))
+            else []
+        )
     )
     assert not any("pandaJobData.out" in text for text in entries), entries
     save_screenshot(browser, "jupyterlab-lab.png")
@@ -159,3 +162,100 @@ def test_the_password_is_in_no_log_url_cookie_or_visible_text(
     assert caplog.records  # the capture works (urllib3 logs each WebDriver request)
     # booleans only: a failing assert must not print the password
     assert (in_text, in_url, in_cookies, in_logs, in_test_log) == (False, False, False, False, False)
+
+
+# dask-labextension's side panel (its tab in the left side bar) and what it draws (7.x DOM).
+DASK_TAB = '.lm-TabBar-tab[data-id="dask-dashboard-launcher"]'
+DASK_PANE_BUTTON = ".dask-DashboardListing-item button"
+DASK_PANE = ".dask-DaskDashboard-widget"
+# The pane opened for the screenshot: the scheduler and its workers, drawn from live data.
+PANE = "Cluster Map"
+# True once the page holds a <canvas> (bokeh 3 draws inside shadow roots, out of CSS selectors' reach).
+DRAWN_CANVAS = """
+const walk = (root) => [...root.querySelectorAll("*")].some(
+    (el) => el.tagName === "CANVAS" || (el.shadowRoot !== null && walk(el.shadowRoot)));
+return walk(document);
+"""
+
+
+def test_the_proxied_dashboard_asks_for_the_login(browser: WebDriver, session: Session) -> None:
+    """The dashboard's address in the lab: the login page first, then the scheduler's page."""
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(session.url(session.dashboard_path()))
+    wait(browser).until(lambda d: d.find_elements(By.ID, "password_input"))
+    assert path_of(browser) == "/login"
+    assert not browser.execute_script(DRAWN_CANVAS)
+    submit(browser, session.password)
+    wait(browser, 60).until(lambda d: d.find_elements(By.ID, "password_input") == [])
+    # logged in, the same address is the scheduler's status page, drawn through the proxy
+    browser.get(session.url(session.dashboard_path()))
+    wait(browser, 60).until(lambda d: d.execute_script(DRAWN_CANVAS))
+    assert path_of(browser) == session.dashboard_path()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="jupyter_server's login rewrites the first ':' of its `next` address into '://' "
+    "(LoginFormHandler._redirect_safe), so the proxied dashboard's /proxy/<host>:<port>/status "
+    "becomes a 404 right after the login; the dashboard address needs a form without ':'",
+)
+def test_the_login_leads_on_to_the_dashboard_it_was_asked_for(browser: WebDriver, session: Session) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(session.url(session.dashboard_path()))
+    wait(browser).until(lambda d: d.find_elements(By.ID, "password_input"))
+    submit(browser, session.password)
+    wait(browser, 60).until(lambda d: d.find_elements(By.ID, "password_input") == [])
+    assert path_of(browser) == session.dashboard_path()
+
+
+def dismiss_notifications(driver: WebDriver) -> None:
+    """Close JupyterLab's toasts (its news question) so they do not cover the screenshot."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+
+    for button in driver.find_elements(By.CSS_SELECTOR, ".Toastify button"):
+        if button.is_displayed() and button.text.strip() == "No":
+            button.click()
+    # they slide out: wait until they are gone (a toast left on the picture fails nothing)
+    with contextlib.suppress(TimeoutException):
+        wait(driver, 5).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".Toastify__toast"))
+
+
+def test_the_dashboard_opens_inside_the_lab(browser: WebDriver, session: Session) -> None:
+    """dask-labextension's panel lists the scheduler's panes; one opens as a tab of the lab.
+
+    The panel starts with the proxied dashboard's address (the chart presets it), reads the
+    scheduler's panes through JupyterLab's proxy, and the pane is a frame of the proxied
+    dashboard, drawn from the scheduler's live data.
+    """
+    from selenium.webdriver.common.by import By
+
+    open_login_page(browser, session)
+    submit(browser, session.password)
+    wait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, LAUNCHER))
+    wait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, DASK_TAB))[0].click()
+    buttons = wait(browser, 60).until(
+        lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, DASK_PANE_BUTTON) if b.is_enabled()]
+    )
+    labels = {b.get_attribute("value") for b in buttons}
+    assert {PANE, "Task Stream", "Progress"} <= labels, labels
+    next(b for b in buttons if b.get_attribute("value") == PANE).click()
+    pane = wait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{DASK_PANE} iframe"))[0]
+    source = pane.get_attribute("src") or ""
+    assert urlparse(source).path.startswith(session.dashboard_path("")), source
+    # the map itself, fed live by the scheduler (a websocket through the proxy): the scheduler and
+    # the session's one worker
+    browser.switch_to.frame(pane)
+    try:
+        wait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "svg circle.worker"))
+        assert len(browser.find_elements(By.CSS_SELECTOR, "svg circle.scheduler")) == 1
+        assert len(browser.find_elements(By.CSS_SELECTOR, "svg circle.worker")) == session.workers
+    finally:
+        browser.switch_to.default_content()
+    dismiss_notifications(browser)
+    save_screenshot(browser, "jupyterlab-dashboard.png")

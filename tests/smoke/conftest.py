@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -23,6 +23,12 @@ from tests.smoke.kubelet import Kubelet, free_ports, helm_template
 SMOKE_VENV = ROOT / ".venv-smoke"
 QUEUE_VALUES = VALUES_DIR / "GOOGLE_DASK.yaml"
 NAMESPACE = "smoke"
+
+
+class DirFactory(Protocol):
+    """Makes fresh directories: pytest's tmp_path_factory, or the demo's own temporary root."""
+
+    def mktemp(self, basename: str) -> Path: ...
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +81,7 @@ class JobRelease:
 
 
 def job_release(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: DirFactory,
     panda_id: str,
     mode: str,
     ports: Ports,
@@ -136,7 +142,7 @@ def render(
 
 
 def make_kubelet(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: DirFactory,
     venv: Path,
     documents: list[dict[str, Any]],
     secrets_data: Mapping[str, Mapping[str, str]] | None = None,

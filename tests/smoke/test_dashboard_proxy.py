@@ -14,37 +14,33 @@ import json
 
 import pytest
 
-from tests.smoke.test_interactive_session import InteractiveSession, http_status, interactive
+from tests.smoke.session import InteractiveSession, http_status
+from tests.smoke.test_interactive_session import interactive
 
 __all__ = ["interactive"]  # the module-scoped session fixture, started once for this module
 
 pytestmark = pytest.mark.smoke
 
 
-def _dashboard_path(session: InteractiveSession, page: str = "status") -> str:
-    host = f"{session.name('scheduler')}.smoke.svc.cluster.local"
-    return f"/proxy/{host}:{session.ports.dashboard}/{page}"
-
-
 def test_the_proxied_dashboard_is_refused_without_the_password(interactive: InteractiveSession) -> None:
-    status, body = http_status(interactive.url(_dashboard_path(interactive)))
+    status, body = http_status(interactive.url(interactive.dashboard_path()))
     assert status in {302, 401, 403}
     assert b"Bokeh" not in body
 
 
 def test_the_proxied_dashboard_is_refused_with_a_wrong_password(interactive: InteractiveSession) -> None:
-    status, body = http_status(interactive.url(_dashboard_path(interactive)), token="not-the-password")
+    status, body = http_status(interactive.url(interactive.dashboard_path()), token="not-the-password")
     assert status in {302, 401, 403}
     assert b"Bokeh" not in body
 
 
 def test_the_password_opens_the_schedulers_real_dashboard(interactive: InteractiveSession) -> None:
-    status, body = http_status(interactive.url(_dashboard_path(interactive)), token=interactive.password)
+    status, body = http_status(interactive.url(interactive.dashboard_path()), token=interactive.password)
     assert status == 200
     assert b"Bokeh" in body  # the scheduler's bokeh page itself, through the proxy
     # the pane list dask-labextension reads from the same proxied server
     status, body = http_status(
-        interactive.url(_dashboard_path(interactive, "individual-plots.json")), token=interactive.password
+        interactive.url(interactive.dashboard_path("individual-plots.json")), token=interactive.password
     )
     assert status == 200
     plots = json.loads(body)
@@ -68,7 +64,7 @@ def test_dask_labextension_starts_with_the_proxied_dashboard(interactive: Intera
     )
     assert len(found) == 1, found
     settings = json.loads(found[0].read_text())
-    assert settings["defaultURL"] == _dashboard_path(interactive).removesuffix("/status")
+    assert settings["defaultURL"] == interactive.dashboard_path().removesuffix("/status")
     status, body = http_status(
         interactive.url("/lab/api/settings/dask-labextension:plugin"), token=interactive.password
     )

@@ -12,109 +12,28 @@ import json
 import os
 import secrets
 import stat
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.smoke.conftest import (
-    SMOKE_VENV,
-    JobRelease,
-    Ports,
-    job_release,
-    make_kubelet,
-    new_panda_id,
-    new_ports,
-    render,
-)
-from tests.smoke.kubelet import Kubelet
 from tests.smoke.payloads import TALK_SCRIPT, run_python
+from tests.smoke.session import SECRET_KEY, InteractiveSession, http_status, interactive_session
 
-SECRET_KEY = "jupyter-password"
-
-
-@dataclass
-class InteractiveSession:
-    kubelet: Kubelet
-    release: str
-    panda_id: str
-    ports: Ports
-    password: str = field(repr=False)  # never printed: not in repr, not in assertion messages
-    job: JobRelease | None = field(default=None, repr=False)
-
-    def name(self, suffix: str) -> str:
-        return f"{self.release}-{suffix}"
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.ports.jupyterlab}{path}"
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-def http_status(url: str, token: str | None = None) -> tuple[int, bytes]:
-    """Status and body of a GET; redirects are returned, not followed (a login redirect is a refusal)."""
-    request = urllib.request.Request(url)  # noqa: S310 - loopback only
-    if token is not None:
-        request.add_header("Authorization", f"token {token}")
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+pytestmark = pytest.mark.smoke
 
 
 @pytest.fixture(scope="module")
 def interactive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InteractiveSession]:
-    if not (SMOKE_VENV / "bin" / "jupyter-lab").exists():
-        pytest.fail(f"{SMOKE_VENV} is missing: run scripts/bootstrap.sh --smoke")
-    panda_id = new_panda_id()
-    release = f"dask-{panda_id}"
-    password = secrets.token_urlsafe(24)
-    ports = new_ports()
-    job = job_release(tmp_path_factory, panda_id, "interactive", ports, password=password)
-    assert job.secret[SECRET_KEY] == password
-    documents = render(
-        release,
-        panda_id,
-        ports,
-        {"job.mode": "interactive", "workers.replicas": "1"},
-        values_files=[job.values_file],
-    )
-    kubelet = make_kubelet(
-        tmp_path_factory,
-        SMOKE_VENV,
-        documents,
-        {job.secret_name: job.secret, "proxy-secret": {"x509up_u25606_prod": "not a real proxy"}},
-    )
-    session = InteractiveSession(kubelet, release, panda_id, ports, password, job)
-    try:
-        prepare = kubelet.run_to_completion(session.name("prepare"), timeout=60)
-        assert prepare.phase == "Succeeded", prepare.error
-        jupyter = kubelet.start(session.name("jupyterlab"))
-        time.sleep(2)
-        assert jupyter.phase == "Init:wait-for-scheduler", jupyter.phase
-        kubelet.start(session.name("scheduler"))
-        kubelet.start(session.name("worker-0"))
-        kubelet.wait_for(lambda: jupyter.phase == "Running", 60, "JupyterLab's main container")
-        kubelet.wait_for(lambda: _ready(session), 120, "JupyterLab to answer /api (its readiness probe)")
+    with interactive_session(tmp_path_factory, workers=1) as session:
+        assert session.job is not None
+        assert session.job.secret[SECRET_KEY] == session.password
         yield session
-    finally:
-        kubelet.shutdown()
 
 
-def _ready(session: InteractiveSession) -> bool:
-    try:
-        return http_status(session.url("/api"))[0] == 200
-    except OSError:
-        return False
+def test_jupyterlab_waits_for_the_scheduler(interactive: InteractiveSession) -> None:
+    """Started before the scheduler, JupyterLab stays in its start gate until the scheduler runs."""
+    assert interactive.jupyter_phase_before_scheduler == "Init:wait-for-scheduler"
 
 
 def test_jupyterlab_refuses_requests_without_the_password(interactive: InteractiveSession) -> None:
