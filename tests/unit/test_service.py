@@ -340,6 +340,28 @@ def test_gc_measures_ages_on_the_server_clock() -> None:
     assert [a.release for a in svc.gc(dry_run=True)] == ["dask-1"]
 
 
+def _probe_object(kube: FakeKube, kind: str, run_id: str, created: str) -> None:
+    labels = {"app.kubernetes.io/managed-by": "dask-panda-session", "dask-panda-session/netpol-probe": run_id}
+    name = f"dask-panda-session-netpol-probe-{run_id}-{kind.lower()}"
+    kube.put("ns", kind, {"metadata": {"name": name, "labels": labels, "creationTimestamp": created}})
+
+
+def test_gc_removes_what_an_interrupted_doctor_probe_left_once_it_is_old() -> None:
+    svc, _, kube = make()
+    _probe_object(kube, "NetworkPolicy", "0a1b2c", created="2026-11-28T07:00:00Z")  # 3 h before now
+    _probe_object(kube, "Pod", "0a1b2c", created="2026-11-28T07:00:00Z")
+    _probe_object(kube, "NetworkPolicy", "9f8e7d", created="2026-11-28T10:04:00Z")  # a probe running now
+    planned = svc.gc(dry_run=True)
+    assert [(a.release, len(a.objects)) for a in planned] == [("dask-panda-session-netpol-probe-0a1b2c", 2)]
+    assert kube.deleted == []
+    svc.gc()
+    assert sorted(name for _, name, _ in kube.deleted) == [
+        "dask-panda-session-netpol-probe-0a1b2c-networkpolicy",
+        "dask-panda-session-netpol-probe-0a1b2c-pod",
+    ]
+    assert kube.find("ns", "NetworkPolicy", "dask-panda-session-netpol-probe-9f8e7d-networkpolicy")
+
+
 def _jupyterlab_service(release: str, ip: str | None) -> dict[str, Any]:
     labels = {
         "app.kubernetes.io/name": "dask-panda-session",
