@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
-from orchestrator.kube import APP_SELECTOR, INSTANCE_LABEL, POD, Kube
+from orchestrator.kube import APP_SELECTOR, POD, Kube
+from orchestrator.names import INSTANCE_LABEL
 
 CHUNK: Final = 500
 THREADS: Final = 4
