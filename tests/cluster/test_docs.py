@@ -5,6 +5,8 @@
   kubeconfig the README makes;
 * ``README.md``, section "The CLI": the example block, run as that ServiceAccount (so the Role of
   ``deploy/`` is proved to be enough for render, submit, status and delete);
+* ``scripts/cluster/README.md``, section "Commands": a second local cluster of its own (state in a
+  temporary directory), up, used, down;
 * ``charts/dask-panda-session/README.md``, section "Debugging a session by hand": the per-job
   Secret made with openssl and kubectl, the values file, ``helm template/install/test`` and the
   uninstall, in a fresh namespace instead of ``panda``.
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.cluster
 
 DEPLOY_README = ROOT / "deploy" / "README.md"
 README = ROOT / "README.md"
+CLUSTER_README = ROOT / "scripts" / "cluster" / "README.md"
 CHART_README = ROOT / "charts" / "dask-panda-session" / "README.md"
 VENV_BIN = ROOT / ".venv" / "bin"
 # The release the chart README's walk-through uses, and the README's CLI example's.
@@ -177,3 +180,35 @@ def test_chart_readme_walk_through(
         lambda: labelled(kube_cluster, namespace, WALKTHROUGH_RELEASE) == [],
         timeout=90,
     )
+
+
+def test_cluster_readme_commands_on_a_second_cluster(tmp_path: Path) -> None:
+    """The test cluster's own recipe, on a cluster of its own (the binaries are cached by then:
+    ``build`` is a check), so the tier's cluster is never touched."""
+    (block,) = [b.text for b in section_blocks(CLUSTER_README, "Commands") if b.lang == "sh"]
+    assert "scripts/test-cluster.sh up" in block and "down" in block, block
+    env = dict(os.environ)
+    env["DPS_CLUSTER_STATE"] = str(tmp_path / "cluster")
+    env.pop("KUBECONFIG", None)
+    try:
+        proc = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + block],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{block}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+        assert "node-000000" in proc.stdout, proc.stdout  # `kubectl get nodes` on the second cluster
+        assert "status: up" in proc.stdout, proc.stdout
+        assert not (tmp_path / "cluster").exists(), "down left the state directory"
+    finally:
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "test-cluster.sh"), "down"],
+            env=env,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
