@@ -22,71 +22,14 @@ import pytest
 import yaml
 
 from tests.conftest import CHART, ROOT, VALUES_DIR
+from tests.wheel import JOB, ROLE, Installed, files, install_wheel, run
 
 pytestmark = pytest.mark.chart
-
-# What pyproject.toml builds the wheel from: the package, its metadata and the data it maps in.
-SOURCES = ("pyproject.toml", "README.md", "orchestrator", "charts", "values", "deploy")
-ROLE = ROOT / "deploy" / "orchestrator-rbac.yaml"
-JOB = ROOT / "examples" / "batch-job.json"
-
-
-def _run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    proc = subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
-    }
-
-
-class Installed:
-    """The venv with the wheel installed, and a working directory outside the checkout."""
-
-    def __init__(self, venv: Path, workdir: Path) -> None:
-        self.venv = venv
-        self.workdir = workdir
-        self.cli = str(venv / "bin" / "dask-panda-session")
-        self.python = str(venv / "bin" / "python")
-
-    def site_data(self) -> dict[str, str]:
-        code = (
-            "import json, orchestrator, orchestrator.resources as r;"
-            "print(json.dumps({'package': orchestrator.__file__, 'chart': str(r.chart_dir()),"
-            "'values': str(r.values_dir()), 'role': str(r.role_file())}))"
-        )
-        return dict(json.loads(_run([self.python, "-c", code], self.workdir).stdout))
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    base = tmp_path_factory.mktemp("wheel")
-    src = base / "src"
-    src.mkdir()
-    for name in SOURCES:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(path, src / name)
-    dist = base / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)], base)
-    (wheel,) = dist.glob("dask_panda_session-*.whl")
-    venv = base / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], base)
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], base)
-    workdir = base / "elsewhere"
-    workdir.mkdir()
-    shutil.copy2(JOB, workdir / "job.json")
-    return Installed(venv, workdir)
+    return install_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def _manifests(text: str) -> list[dict[str, Any]]:
@@ -102,16 +45,16 @@ def test_the_installed_package_uses_its_own_packaged_copies(installed: Installed
     for key in ("package", "chart", "values", "role"):
         assert Path(found[key]).is_relative_to(installed.venv), (key, found[key])
     # Every file of the chart (files/, templates/tests/, .helmignore), every queue file and the Role.
-    assert _files(Path(found["chart"])) == _files(CHART)
-    assert _files(Path(found["values"])) == _files(VALUES_DIR)
+    assert files(Path(found["chart"])) == files(CHART)
+    assert files(Path(found["values"])) == files(VALUES_DIR)
     assert Path(found["role"]).read_bytes() == ROLE.read_bytes()
 
 
 def test_render_outside_the_checkout_gives_the_charts_manifests(installed: Installed, helm_bin: Path) -> None:
     args = ["--helm", str(helm_bin), "render", "job.json", "-q", "GOOGLE_DASK", "-o", "manifests"]
-    objects = _manifests(_run([installed.cli, *args], installed.workdir).stdout)
+    objects = _manifests(run([installed.cli, *args], installed.workdir).stdout)
     # The same objects as the checkout's own CLI renders from the checkout's chart.
-    ours = _run([sys.executable, "-m", "orchestrator.cli", *args[:3], str(JOB), *args[4:]], ROOT)
+    ours = run([sys.executable, "-m", "orchestrator.cli", *args[:3], str(JOB), *args[4:]], ROOT)
     assert _kinds_and_names(objects) == _kinds_and_names(_manifests(ours.stdout))
     release = "dask-" + next(iter(json.loads(JOB.read_text(encoding="utf-8"))))
     # The session's parts, its hooks (from templates/) and its helm test (templates/tests/).
@@ -164,6 +107,6 @@ def test_harvester_path_renders_with_the_packaged_values(installed: Installed) -
         "job, rendered = service.render(json.load(open('job.json')))\n"
         "print(json.dumps({'release': rendered.release, 'queue': rendered.values['queue']['name']}))\n"
     )
-    out = json.loads(_run([installed.python, "-c", code], installed.workdir).stdout)
+    out = json.loads(run([installed.python, "-c", code], installed.workdir).stdout)
     pandaid = next(iter(json.loads(JOB.read_text(encoding="utf-8"))))
     assert out == {"release": f"dask-{pandaid}", "queue": "GOOGLE_DASK"}
