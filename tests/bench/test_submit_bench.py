@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import threading
@@ -70,6 +71,10 @@ def _cpu_seconds(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _used(before: resource.struct_rusage, after: resource.struct_rusage) -> float:
+    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -159,10 +164,12 @@ def test_submit_throughput_and_sweep(
         releases = {f"dask-{9_000_000 + next_id + i}" for i in range(JOBS)}
         next_id += JOBS
         cpu_before = _cpu_seconds(pid)
+        own_before, helm_before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         results = submitter.submit_workers(workspecs)
         wall = time.perf_counter() - started
         cpu_after = _cpu_seconds(pid)
+        own_after, helm_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         assert [ok for ok, _ in results] == [True] * JOBS, [m for ok, m in results if ok is not True][:3]
         hooks = _hook_round_trips(kube_cluster, namespace, "prepare", releases)
         row: dict[str, Any] = {
@@ -174,6 +181,9 @@ def test_submit_throughput_and_sweep(
             "latency_p95_seconds": _quantile(latencies, 0.95),
             "latency_max_seconds": _quantile(latencies, 1.0),
             "apiserver_cpu_seconds": None if cpu_before is None or cpu_after is None else round(cpu_after - cpu_before, 2),
+            # this process (the submitter's Python) and its children (every helm process it ran)
+            "submitter_cpu_seconds": round(_used(own_before, own_after), 2),
+            "helm_processes_cpu_seconds": round(_used(helm_before, helm_after), 2),
             "prepare_hook_round_trip_seconds_median": statistics.median(hooks) if hooks else None,
             "prepare_hook_jobs_seen": len(hooks),
             "load_average_after": os.getloadavg(),
