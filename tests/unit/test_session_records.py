@@ -29,7 +29,7 @@ FIXTURES = sorted(p.stem for p in PODS.glob("*.json"))
 # from the fixtures' own time to long after every startup timeout and lifetime
 NOWS = [NOW + timedelta(seconds=s) for s in (-240, 0, 900, 4 * 3600, 3 * 86400)]
 _DELETE = object()
-ODD: tuple[object, ...] = (_DELETE, None, "x", 7, {})
+ODD: tuple[object, ...] = (_DELETE, None, "x", {})
 
 
 def _items(name: str) -> list[dict[str, Any]]:
