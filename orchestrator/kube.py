@@ -15,9 +15,10 @@ one of tens of thousands of pods (millions of containers) makes the collector re
 tree again and again, which costs more than the decoding itself. The pod LISTs ask for
 ``resourceVersion=0``: the API server answers from its watch cache instead of reading every pod
 from etcd, so a monitor cycle is cheap for the server too (the answer may lag the latest write by
-the cache's delay, well under a monitor period). :meth:`Kube.list_pod_states_at` decodes only
-what observation reads (each pod's ``metadata`` without ``managedFields``, and ``status``),
-skipping ``spec`` without building it: about half the decoding time of the full pods.
+the cache's delay, well under a monitor period). :meth:`Kube.list_pod_states_at` decodes each
+pod straight into a compact :class:`PodRecord` (typed msgspec Structs of the fields observation
+reads), skipping ``spec``, ``managedFields``, images, IDs and mounts without building them: about
+a third of the decoding time of the full pods as dicts, and a third of their memory.
 
 Time: every API answer carries the server's `Date` header. The calls whose callers reason about
 ages (the pod LIST of observe, the Secret that serves as a submit's lock) return it, so ages are
@@ -210,7 +211,7 @@ class Kube:
         if not raw:
             return None, _date(headers)
         try:
-            with _collector_paused():
+            with collector_paused():
                 data = (decoder or _JSON).decode(raw)
         except msgspec.DecodeError as err:
             raise KubeUnavailable(f"{method} {path}: the API answered unreadable JSON: {err}") from None
@@ -235,18 +236,20 @@ class Kube:
 
     def list_pod_states_at(
         self, namespace: str, selector: str = APP_SELECTOR
-    ) -> tuple[list[dict[str, Any]], datetime | None]:
-        """The same ONE LIST, each pod reduced to what observation reads, and the server's time.
+    ) -> tuple[list[PodRecord | dict[str, Any]], datetime | None]:
+        """The same ONE LIST, each pod decoded into a compact :class:`PodRecord`, and the server's time.
 
-        Each pod is ``{"metadata": ..., "status": ...}`` as the API sent them, except
-        ``metadata.managedFields``; its ``spec`` is skipped while decoding, never built (no rule
-        reads it). About half the decoding cost of :meth:`list_pods_at` for the same answer.
+        Only what observation reads is built (``spec``, ``managedFields`` and the other fields are
+        skipped while decoding). A pod whose shape the typed decoding refuses (a field of the
+        wrong container type: the API server never sends one) is returned as its plain JSON
+        ``{"metadata": ..., "status": ...}`` instead, so one odd pod never hides the others.
         """
         query = {"labelSelector": selector, **_FROM_WATCH_CACHE}
-        data, date = self.request_at("GET", POD.path(namespace), query=query, decoder=_POD_STATES)
-        if data is None:
+        data, date = self.request_at("GET", POD.path(namespace), query=query, decoder=_RAW_LIST)
+        if data is None or not data.items:
             return [], date
-        return [pod.as_dict() for pod in data.items or ()], date
+        with collector_paused():
+            return [_one_pod_state(raw) for raw in data.items], date
 
     def list_services(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """ONE LIST of the namespace's Services carrying the selector, as plain API JSON.
@@ -379,34 +382,96 @@ class Kube:
         return self.request("GET", path, missing_ok=True) is not None
 
 
-class _PodState(msgspec.Struct, gc=False):
-    """One listed pod: its metadata and status as plain JSON values; everything else skipped."""
+class PodCondition(msgspec.Struct, gc=False, rename="camel"):
+    """One entry of ``status.conditions``; the values as the API sent them (any JSON value)."""
 
-    metadata: Any = None
+    kind: Any = msgspec.field(default=None, name="type")
     status: Any = None
-
-    def as_dict(self) -> dict[str, Any]:
-        metadata = self.metadata
-        if isinstance(metadata, dict) and "managedFields" in metadata:
-            metadata = {k: v for k, v in metadata.items() if k != "managedFields"}
-        pod: dict[str, Any] = {}
-        if metadata is not None:
-            pod["metadata"] = metadata
-        if self.status is not None:
-            pod["status"] = self.status
-        return pod
+    reason: Any = None
+    message: Any = None
+    last_transition_time: Any = None
 
 
-class _PodStateList(msgspec.Struct, gc=False):
-    items: list[_PodState] | None = None
+class PodMetadata(msgspec.Struct, gc=False, rename="camel"):
+    """The fields of a pod's ``metadata`` that observation reads (``managedFields`` and the rest
+    are skipped while decoding, never built)."""
+
+    name: Any = None
+    labels: dict[str, Any] | None = None
+    annotations: dict[str, Any] | None = None
+    creation_timestamp: Any = None
+    deletion_timestamp: Any = None
+    deletion_grace_period_seconds: Any = None
+
+
+class ContainerStateBlock(msgspec.Struct, gc=False, rename="camel", omit_defaults=True):
+    """``waiting``, ``running`` or ``terminated`` of a container state: the fields the rules read."""
+
+    reason: Any = None
+    message: Any = None
+    exit_code: Any = None
+    signal: Any = None
+    started_at: Any = None
+    finished_at: Any = None
+
+
+class ContainerState(msgspec.Struct, gc=False, omit_defaults=True):
+    waiting: ContainerStateBlock | None = None
+    running: ContainerStateBlock | None = None
+    terminated: ContainerStateBlock | None = None
+
+
+class ContainerStatus(msgspec.Struct, gc=False, rename="camel", omit_defaults=True):
+    """One entry of ``status.containerStatuses``; its image, IDs, resources and mounts are skipped.
+
+    ``omit_defaults``: :func:`container_dicts` turns these into the plain JSON objects the rules
+    read (``msgspec.to_builtins``, in C), holding only the fields the API sent.
+    """
+
+    name: Any = None
+    ready: Any = None
+    started: Any = None
+    restart_count: Any = None
+    state: ContainerState | None = None
+    last_state: ContainerState | None = None
+
+
+class PodStatus(msgspec.Struct, gc=False, rename="camel"):
+    """The fields of a pod's ``status`` that observation reads."""
+
+    phase: Any = None
+    reason: Any = None
+    message: Any = None
+    start_time: Any = None
+    conditions: list[PodCondition] | None = None
+    container_statuses: list[ContainerStatus] | None = None
+    init_container_statuses: list[ContainerStatus] | None = None
+
+
+class PodRecord(msgspec.Struct, gc=False):
+    """One listed pod, decoded straight into what observation reads (no dict per pod, no spec).
+
+    Every leaf is typed ``Any``: a value of an unexpected type reaches the readers of
+    ``orchestrator.session.pods``, which treat it as "not known". Only a wrong container type
+    (``metadata`` not an object, ``conditions`` not a list) fails the typed decoding; that pod is
+    then decoded as plain JSON (see :meth:`Kube.list_pod_states_at`).
+    """
+
+    metadata: PodMetadata | None = None
+    status: PodStatus | None = None
+
+
+class _RawList(msgspec.Struct, gc=False):
+    items: list[msgspec.Raw] | None = None
 
 
 _JSON: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder()
-_POD_STATES: Final = msgspec.json.Decoder(_PodStateList)
+_POD_RECORD: Final = msgspec.json.Decoder(PodRecord)
+_RAW_LIST: Final = msgspec.json.Decoder(_RawList)
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a JSON answer is decoded (see the module doc).
 
     Only the caller that paused it resumes it, so a collector disabled on purpose elsewhere
@@ -420,6 +485,28 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def container_dicts(statuses: list[ContainerStatus] | None) -> tuple[dict[str, Any], ...]:
+    """Decoded container statuses as the plain JSON objects the rules read (only sent fields)."""
+    if not statuses:
+        return ()
+    return tuple(msgspec.to_builtins(statuses))
+
+
+def _one_pod_state(raw: msgspec.Raw) -> PodRecord | dict[str, Any]:
+    """One pod of a LIST: a :class:`PodRecord`, or its plain metadata and status if its shape is odd."""
+    try:
+        return _POD_RECORD.decode(raw)
+    except msgspec.DecodeError:
+        pass
+    pod = _JSON.decode(raw)
+    if not isinstance(pod, dict):
+        return {}
+    metadata = pod.get("metadata")
+    if isinstance(metadata, dict):
+        metadata = {k: v for k, v in metadata.items() if k != "managedFields"}
+    return {k: v for k, v in (("metadata", metadata), ("status", pod.get("status"))) if k in pod}
 
 
 def _in_cluster() -> bool:

@@ -10,11 +10,21 @@ pods) each cycle.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final, TypeGuard
 
+import msgspec
+
+from orchestrator.kube import (
+    ContainerStateBlock,
+    ContainerStatus,
+    PodMetadata,
+    PodRecord,
+    PodStatus,
+    collector_paused,
+    container_dicts,
+)
 from orchestrator.session.vocabulary import (
     APP_NAME,
     COMPONENT_LABEL,
@@ -154,9 +164,11 @@ def _mappings(value: object) -> tuple[Mapping[str, Any], ...]:
 # one pod, read once
 
 
-@dataclass(frozen=True, slots=True)
-class PodView:
-    """What the rules need to know about one pod, read once from its dict.
+class PodView(msgspec.Struct, frozen=True, gc=False):
+    """What the rules need to know about one pod, read once from its dict or record.
+
+    A frozen msgspec Struct rather than a frozen dataclass: the monitor builds one per listed pod
+    (tens of thousands a cycle) and a Struct is built in C, without a ``__setattr__`` per field.
 
     ``was_ready`` is True when the pod is Ready now, or a container of it has run and its Ready
     condition turned False after the pod had started (later than its PodScheduled/Initialized
@@ -214,19 +226,16 @@ def _time(value: object) -> datetime | None:
     return parse_time(value)
 
 
-def read_pod(pod: Pod) -> PodView:
-    """Read one pod dict (any shape) into a :class:`PodView`.
+def read_pod(pod: Pod | PodRecord) -> PodView:
+    """Read one pod (a dict of any shape, or a decoded :class:`PodRecord`) into a :class:`PodView`.
 
     The hot path of a monitor cycle (once per listed pod): every field is visited once, with
     plain-dict fast paths, and the kubelet timestamps are reduced to their min and max on the way.
     """
+    if type(pod) is PodRecord:
+        return read_record(pod)
     metadata = _mapping(pod.get("metadata") if type(pod) is dict else get(pod, "metadata"))
     status = _mapping(pod.get("status") if type(pod) is dict else get(pod, "status"))
-    labels = _mapping(metadata.get("labels"))
-    component = labels.get(COMPONENT_LABEL)
-    component = component if isinstance(component, str) else None
-    name = metadata.get("name")
-
     conditions: dict[str, Mapping[str, Any]] = {}
     raw_conditions = status.get("conditions")
     if isinstance(raw_conditions, list):
@@ -236,39 +245,81 @@ def read_pod(pod: Pod) -> PodView:
                 if isinstance(kind, str):
                     conditions[kind] = condition
     ready_condition = conditions.get("Ready")
-    ready = ready_condition is not None and ready_condition.get("status") == "True"
-    ready_changed = _time(ready_condition.get("lastTransitionTime")) if ready_condition is not None else None
-    started: datetime | None = None
-    for kind in _START_CONDITIONS:
-        condition = conditions.get(kind)
-        if condition is not None:
-            when = _time(condition.get("lastTransitionTime"))
-            if when is not None and (started is None or when > started):
-                started = when
-    # the kubelet's timestamps (node clocks): condition transitions, startTime, container times
-    earliest: datetime | None = None
-    latest: datetime | None = None
-    latest_transition: datetime | None = None
-    for condition in conditions.values():
-        when = _time(condition.get("lastTransitionTime"))
-        if when is not None:
-            if latest_transition is None or when > latest_transition:
-                latest_transition = when
-            if earliest is None or when < earliest:
-                earliest = when
-    latest = latest_transition
-    when = _time(status.get("startTime"))
-    if when is not None:
-        if earliest is None or when < earliest:
-            earliest = when
-        if latest is None or when > latest:
-            latest = when
-
+    labels = _mapping(metadata.get("labels"))
     containers = _mappings(status.get("containerStatuses"))
     init_containers = _mappings(status.get("initContainerStatuses"))
+    main, ran, stamps = _scan_dicts(containers, init_containers, labels.get(COMPONENT_LABEL))
+    return _view(
+        metadata.get("name"),
+        labels,
+        _mapping(metadata.get("annotations")),
+        metadata.get("creationTimestamp"),
+        metadata.get("deletionTimestamp"),
+        metadata.get("deletionGracePeriodSeconds"),
+        status,
+        {kind: _time(condition.get("lastTransitionTime")) for kind, condition in conditions.items()},
+        ready_condition is not None and ready_condition.get("status") == "True",
+        conditions.get("PodScheduled"),
+        main,
+        containers,
+        init_containers,
+        ran,
+        stamps,
+    )
+
+
+_NO_METADATA: Final = PodMetadata()
+_NO_STATUS: Final = PodStatus()
+
+
+def read_record(record: PodRecord) -> PodView:
+    """:func:`read_pod` for a pod decoded straight into a :class:`PodRecord` (attributes, no dicts)."""
+    metadata = record.metadata or _NO_METADATA
+    status = record.status or _NO_STATUS
+    transitions: dict[str, datetime | None] = {}
+    ready = False
+    scheduled: Mapping[str, Any] | None = None
+    for condition in status.conditions or ():
+        kind = condition.kind
+        if type(kind) is str or isinstance(kind, str):
+            # the last condition of a type wins, as in read_pod's mapping by type
+            transitions[kind] = _time(condition.last_transition_time)
+            if kind == "Ready":
+                ready = condition.status == "True"
+            elif kind == "PodScheduled":
+                scheduled = {"status": condition.status, "reason": condition.reason, "message": condition.message}
+    labels = metadata.labels if metadata.labels is not None else {}
+    statuses, init_statuses = status.container_statuses or (), status.init_container_statuses or ()
+    main_index, ran, stamps = _scan_records(statuses, init_statuses, labels.get(COMPONENT_LABEL))
+    containers = container_dicts(status.container_statuses)
+    return _view(
+        metadata.name,
+        labels,
+        metadata.annotations if metadata.annotations is not None else {},
+        metadata.creation_timestamp,
+        metadata.deletion_timestamp,
+        metadata.deletion_grace_period_seconds,
+        status,
+        transitions,
+        ready,
+        scheduled,
+        containers[main_index] if containers else None,
+        containers,
+        container_dicts(status.init_container_statuses),
+        ran,
+        stamps,
+    )
+
+
+def _scan_dicts(
+    containers: tuple[Mapping[str, Any], ...], init_containers: tuple[Mapping[str, Any], ...], component: object
+) -> tuple[Mapping[str, Any] | None, bool, list[datetime]]:
+    """(the main container: the one named after the component, else the first; whether an app
+    container has run; every container's parsed startedAt/finishedAt) of container dicts."""
     ran = False
     main: Mapping[str, Any] | None = containers[0] if containers else None
     main_found = False
+    stamps: list[datetime] = []
     for index, container in enumerate((*containers, *init_containers)):
         is_app = index < len(containers)
         if is_app and not main_found and container.get("name") == component:
@@ -288,35 +339,123 @@ def read_pod(pod: Pod) -> PodView:
                     for stamp in (block.get("startedAt"), block.get("finishedAt")):
                         when = _time(stamp)
                         if when is not None:
-                            if earliest is None or when < earliest:
-                                earliest = when
-                            if latest is None or when > latest:
-                                latest = when
+                            stamps.append(when)
+    return main, ran, stamps
+
+
+def _scan_records(
+    statuses: Sequence[ContainerStatus], init_statuses: Sequence[ContainerStatus], component: object
+) -> tuple[int, bool, list[datetime]]:
+    """:func:`_scan_dicts` over decoded container statuses; the main container by its index.
+
+    A ``terminated`` block counts as "has run" when it holds a field the rules read (the API
+    always sends its required ``exitCode``); the dict scan asks for any field.
+    """
+    ran = False
+    main_index = 0
+    main_found = False
+    stamps: list[datetime] = []
+    count = len(statuses)
+    for index, container in enumerate((*statuses, *init_statuses)):
+        is_app = index < count
+        if is_app and not main_found and container.name == component:
+            main_index, main_found = index, True
+        for current, state in ((True, container.state), (False, container.last_state)):
+            if state is None:
+                continue
+            if is_app and not ran:
+                if current and state.running is not None:
+                    ran = True
+                else:
+                    block = state.terminated
+                    ran = block is not None and block != _EMPTY_BLOCK
+            for block in (state.waiting, state.running, state.terminated):
+                if block is not None:
+                    for stamp in (block.started_at, block.finished_at):
+                        if stamp is not None:
+                            when = _time(stamp)
+                            if when is not None:
+                                stamps.append(when)
+    return main_index, ran, stamps
+
+
+_EMPTY_BLOCK: Final = ContainerStateBlock()
+
+
+def _view(
+    name: object,
+    labels: Mapping[str, Any],
+    annotations: Mapping[str, Any],
+    creation: object,
+    deletion: object,
+    grace: object,
+    status: Mapping[str, Any] | PodStatus,
+    transitions: dict[str, datetime | None],
+    ready: bool,
+    scheduled: Mapping[str, Any] | None,
+    main: Mapping[str, Any] | None,
+    containers: tuple[Mapping[str, Any], ...],
+    init_containers: tuple[Mapping[str, Any], ...],
+    ran: bool,
+    stamps: list[datetime],
+) -> PodView:
+    """The :class:`PodView` of one pod's fields, whichever way they were decoded.
+
+    ``transitions`` maps each condition type to its parsed lastTransitionTime; ``main``, ``ran``
+    and ``stamps`` (the containers' parsed startedAt/finishedAt) come from a container scan.
+    """
+    component = labels.get(COMPONENT_LABEL)
+    component = component if isinstance(component, str) else None
+    if type(status) is PodStatus:
+        phase, pod_reason, pod_message, start_time = status.phase, status.reason, status.message, status.start_time
+    else:
+        assert not isinstance(status, PodStatus)
+        phase, pod_reason, pod_message = status.get("phase"), status.get("reason"), status.get("message")
+        start_time = status.get("startTime")
+    ready_changed = transitions.get("Ready")
+    started: datetime | None = None
+    for kind in _START_CONDITIONS:
+        when = transitions.get(kind)
+        if when is not None and (started is None or when > started):
+            started = when
+    # the kubelet's timestamps (node clocks): condition transitions, startTime, container times
+    changes = [when for when in transitions.values() if when is not None]
+    latest_transition = max(changes) if changes else None
+    earliest = min(changes) if changes else None
+    latest = latest_transition
+    when = _time(start_time)
+    if when is not None:
+        if earliest is None or when < earliest:
+            earliest = when
+        if latest is None or when > latest:
+            latest = when
+
+    if stamps:
+        low, high = min(stamps), max(stamps)
+        earliest = low if earliest is None or low < earliest else earliest
+        latest = high if latest is None or high > latest else latest
     was_ready = ready or (
         ran and ready_changed is not None and started is not None and ready_changed > started
     )
 
-    created = _time(metadata.get("creationTimestamp"))
+    created = _time(creation)
     skew_behind = (
         max(0.0, (created - earliest).total_seconds()) if created is not None and earliest is not None else 0.0
     )
     if created is not None and (latest is None or created > latest):
         latest = created
 
-    deletion_timestamp = _time(metadata.get("deletionTimestamp"))
+    deletion_timestamp = _time(deletion)
     deletion_requested = None
     if deletion_timestamp is not None:
-        grace = to_int(metadata.get("deletionGracePeriodSeconds")) or 0
-        deletion_requested = deletion_timestamp - timedelta(seconds=max(grace, 0))
+        seconds = to_int(grace) or 0
+        deletion_requested = deletion_timestamp - timedelta(seconds=max(seconds, 0))
 
-    phase = status.get("phase")
-    pod_reason = status.get("reason")
-    pod_message = status.get("message")
     return PodView(
         name=name if isinstance(name, str) else "?",
         component=component,
         labels=labels,
-        annotations=_mapping(metadata.get("annotations")),
+        annotations=annotations,
         phase=phase if isinstance(phase, str) else None,
         reason=pod_reason if isinstance(pod_reason, str) and pod_reason else None,
         status_message=pod_message if isinstance(pod_message, str) and pod_message else None,
@@ -326,7 +465,7 @@ def read_pod(pod: Pod) -> PodView:
         ready=ready,
         ready_since=ready_changed if ready else None,
         was_ready=was_ready,
-        scheduled=conditions.get("PodScheduled"),
+        scheduled=scheduled,
         main=main,
         containers=containers,
         init_containers=init_containers,
@@ -340,29 +479,44 @@ def read_pod(pod: Pod) -> PodView:
 # many pods
 
 
-def group_pods_by_release(pods: Iterable[Pod]) -> dict[str, list[dict[str, Any]]]:
+def group_pods_by_release(pods: Iterable[Pod | PodRecord]) -> dict[str, list[Pod | PodView]]:
     """Pods of this chart (name label ``dask-panda-session``) keyed by their instance label.
 
     Hook and test pods are kept in their release's group: the rules ignore them for the phase
     but use them to explain a failure (a failed prepare hook) or a deletion in progress (the
-    pre-delete cleanup hook). Pods of other applications are dropped.
+    pre-delete cleanup hook). Pods of other applications are dropped. A pod dict is kept as a
+    (shallow) copy; a decoded :class:`PodRecord` is read into its :class:`PodView` here, once,
+    since its labels are at hand (the rules and the deadline checks then share the view).
     """
-    groups: dict[str, list[dict[str, Any]]] = {}
+    with collector_paused():  # thousands of new, acyclic views: see orchestrator.kube
+        return _group(pods)
+
+
+def _group(pods: Iterable[Pod | PodRecord]) -> dict[str, list[Pod | PodView]]:
+    groups: dict[str, list[Pod | PodView]] = {}
     for pod in pods:
-        labels = _mapping(get(pod, "metadata", "labels"))
+        if type(pod) is PodRecord:
+            labels: Mapping[str, Any] = (pod.metadata.labels if pod.metadata is not None else None) or {}
+        else:
+            labels = _mapping(get(pod, "metadata", "labels"))
         release = labels.get(INSTANCE_LABEL)
         if labels.get(NAME_LABEL) != APP_NAME or not isinstance(release, str) or not release:
             continue
-        groups.setdefault(release, []).append(dict(pod))
+        group = groups.get(release)
+        if group is None:
+            group = groups[release] = []
+        if isinstance(pod, PodRecord):
+            group.append(read_record(pod))
+        else:
+            group.append(dict(pod))
     return groups
 
 
-def merged_annotations(views: Iterable[PodView]) -> dict[str, Any]:
+def merged_annotations(views: Sequence[PodView]) -> dict[str, Any]:
     """The annotations of the given pods, the first pod's value winning."""
     merged: dict[str, Any] = {}
-    for view in views:
-        for key, value in view.annotations.items():
-            merged.setdefault(key, value)
+    for view in reversed(views):  # later updates win: the first pod's value is written last
+        merged.update(view.annotations)
     return merged
 
 
@@ -379,7 +533,7 @@ def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
         else:
             metadata = _mapping(pod.get("metadata") if type(pod) is dict else get(pod, "metadata"))
             component = _mapping(metadata.get("labels")).get(COMPONENT_LABEL)
-            if component not in SESSION_COMPONENTS:
+            if not isinstance(component, str) or component not in SESSION_COMPONENTS:
                 continue
             annotations = _mapping(metadata.get("annotations"))
         if component in SESSION_COMPONENTS:

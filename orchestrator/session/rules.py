@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from orchestrator.kube import PodRecord
 from orchestrator.session.deadlines import exceeded, skew_note
 from orchestrator.session.pods import (
     MESSAGE_MAX,
@@ -440,7 +441,7 @@ def _starting(ctx: Context, pods: Sequence[PodView], idle_message: str) -> Outco
 def build_context(
     release: str,
     namespace: str,
-    pods: Iterable[Pod | PodView],
+    pods: Iterable[Pod | PodView | PodRecord],
     *,
     now: datetime,
     startup_timeout: float | None = None,
@@ -463,9 +464,8 @@ def build_context(
     workers = tuple(v for v in session if v.component == WORKER)
     annotations = merged_annotations(session)
     labels: dict[str, Any] = {}
-    for view in session + hooks:
-        for key, value in view.labels.items():
-            labels.setdefault(key, value)
+    for view in reversed(session + hooks):  # later updates win: the first pod's value is written last
+        labels.update(view.labels)
     mode_label = labels.get(MODE_LABEL)
     if mode_label in ("batch", "interactive"):
         mode: str | None = str(mode_label)
@@ -571,7 +571,7 @@ def state_of(ctx: Context, outcome: Outcome) -> SessionState:
 def derive_session(
     release: str,
     namespace: str,
-    pods: Iterable[Pod | PodView],
+    pods: Iterable[Pod | PodView | PodRecord],
     *,
     now: datetime,
     startup_timeout: float | None = None,

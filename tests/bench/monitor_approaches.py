@@ -88,11 +88,12 @@ def helm_status_cycle(
     return statuses
 
 
-class ReducedKube(Kube):
-    """A :class:`Kube` whose ``list_pods_at`` is ``list_pod_states_at``: ``observe`` as it runs
-    once it lists the reduced pods (metadata and status only)."""
+class DictPodsKube(Kube):
+    """A :class:`Kube` whose monitor LIST returns the whole pods as plain dicts (``list_pods_at``):
+    ``observe`` as it ran before pods were decoded into compact records. Its states must be the
+    records' states, pod for pod."""
 
-    def list_pods_at(
+    def list_pod_states_at(  # type: ignore[override]
         self, namespace: str, selector: str = APP_SELECTOR
     ) -> tuple[list[dict[str, Any]], Any]:
-        return self.list_pod_states_at(namespace, selector)
+        return self.list_pods_at(namespace, selector)

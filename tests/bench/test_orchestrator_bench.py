@@ -59,6 +59,17 @@ def big_node(kube_cluster: KubeCluster) -> Iterator[str]:
         ),
         timeout=60,
     )
+    # kwok's node template has no ephemeral storage and every container of the chart requests
+    # some: give the node what a real one reports (as the cluster script does for its nodes)
+    kube_cluster.kubectl_run(
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"capacity":{"ephemeral-storage":"1Ti"},"allocatable":{"ephemeral-storage":"1Ti"}}}',
+    )
     # The small nodes' /24 of pod IPs runs out at about 250 sessions: keep new pods off them.
     others = [n.metadata.name for n in kube_cluster.core.list_node().items if n.metadata.name != name]
     kube_cluster.kubectl_run("cordon", *others)

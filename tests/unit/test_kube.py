@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from orchestrator.kube import SECRET, Kube, KubeConflict, KubeError, KubeUnavailable
+from orchestrator.kube import (
+    SECRET,
+    Kube,
+    KubeConflict,
+    KubeError,
+    KubeUnavailable,
+    PodRecord,
+    container_dicts,
+)
 
 DATE = "Sat, 28 Nov 2026 10:05:00 GMT"
 
@@ -126,11 +134,48 @@ def test_list_pods_at_returns_the_whole_pods() -> None:
     assert pods == [POD]
 
 
-def test_list_pod_states_keeps_metadata_and_status_only() -> None:
+def test_list_pod_states_decodes_compact_records() -> None:
     pods, date = kube(FakeApi({"kind": "PodList", "items": [POD, {"metadata": {"name": "bare"}}]})).list_pod_states_at("ns")
-    expected_meta = {k: v for k, v in POD["metadata"].items() if k != "managedFields"}  # type: ignore[union-attr]
-    assert pods == [{"metadata": expected_meta, "status": POD["status"]}, {"metadata": {"name": "bare"}}]
+    assert all(isinstance(p, PodRecord) for p in pods)
+    first, bare = pods
+    assert isinstance(first, PodRecord) and isinstance(bare, PodRecord)
+    assert first.metadata is not None and first.status is not None and first.status.conditions is not None
+    assert (first.metadata.name, first.metadata.labels, first.metadata.annotations) == (
+        "dask-1-scheduler",
+        {"app.kubernetes.io/instance": "dask-1"},
+        {"dask-panda-session/workers": "2"},
+    )
+    assert (first.status.phase, first.status.conditions[0].kind, first.status.conditions[0].status) == (
+        "Running",
+        "Ready",
+        "True",
+    )
+    assert not hasattr(first, "spec") and not hasattr(first.metadata, "managed_fields")
+    assert bare.metadata is not None and bare.metadata.name == "bare" and bare.status is None
     assert date == datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
+
+
+def test_container_statuses_keep_only_the_fields_the_rules_read() -> None:
+    status = {
+        "name": "pilot",
+        "image": "pilot:1",
+        "imageID": "sha256:x",
+        "restartCount": 2,
+        "state": {"terminated": {"exitCode": 1, "reason": "Error", "containerID": "c", "finishedAt": "t"}},
+        "lastState": {"terminated": {}},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    pod = {"metadata": {"name": "p"}, "status": {"containerStatuses": [status]}}
+    (record,), _ = kube(FakeApi({"items": [pod]})).list_pod_states_at("ns")
+    assert isinstance(record, PodRecord) and record.status is not None
+    assert container_dicts(record.status.container_statuses) == (
+        {
+            "name": "pilot",
+            "restartCount": 2,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "t"}},
+            "lastState": {"terminated": {}},
+        },
+    )
 
 
 def test_the_reduced_pods_derive_the_same_states_as_the_whole_ones() -> None:
@@ -140,7 +185,7 @@ def test_the_reduced_pods_derive_the_same_states_as_the_whole_ones() -> None:
     items = [p for name in ("batch-running", "image-pull-backoff", "worker-terminating") for p in fixture_pods(name, 11)]
     whole, _ = kube(FakeApi({"items": items})).list_pods_at("ns")
     reduced, _ = kube(FakeApi({"items": items})).list_pod_states_at("ns")
-    assert all("spec" not in p for p in reduced) and any("spec" in p for p in whole)
+    assert all(isinstance(p, PodRecord) for p in reduced) and any("spec" in p for p in whole)
     for release, pods in group_pods_by_release(whole).items():
         again = group_pods_by_release(reduced)[release]
         assert derive_session(release, "ns", again, now=NOW) == derive_session(release, "ns", pods, now=NOW)
