@@ -258,37 +258,32 @@ def _namespace_name(test_name: str) -> str:
     return f"{base[: 63 - len(suffix) - 1].rstrip('-')}-{suffix}"
 
 
-@pytest.fixture
-def namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for one test, deleted afterwards (the tier waits for it at its end)."""
-    name = _namespace_name(request.node.name)
-    core = kube_cluster.core
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    # Pods are rejected until kube-controller-manager made the ServiceAccount.
+def create_namespace(cluster: KubeCluster, name: str) -> str:
+    """Create a namespace and wait until pods can be made in it (kube-controller-manager makes
+    its `default` ServiceAccount first); returns the name."""
+    cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
     wait_for(
         f"ServiceAccount default in {name}",
-        lambda: core.read_namespaced_service_account("default", name),
+        lambda: cluster.core.read_namespaced_service_account("default", name),
         timeout=30,
     )
-    yield name
-    kube_cluster.delete_namespace(name)
+    return name
 
 
-@pytest.fixture
-def shared_pv(kube_cluster: KubeCluster, namespace: str) -> Iterator[Callable[..., str]]:
-    """Factory for static PersistentVolumes pre-bound to a claim in ``namespace``.
-
-    ``shared_pv("claim-name")`` creates an RWX 10Gi NFS-style PV (nothing is
-    ever mounted: kwok runs no containers) whose claimRef points at
-    ``<namespace>/<claim-name>``; the real PV controller then binds the claim
-    the chart makes.  Returns the PV name.  The PVs are deleted at teardown.
-    """
-    core = kube_cluster.core
-    created: list[str] = []
-
-    def make(claim_name: str, size: str = "10Gi", server: str = "10.0.0.2", path: str = "/vol1") -> str:
-        pv_name = f"{namespace}-{claim_name}"[:253]
-        pv = k8s.V1PersistentVolume(
+def create_shared_pv(
+    cluster: KubeCluster,
+    namespace: str,
+    claim_name: str,
+    size: str = "10Gi",
+    server: str = "10.0.0.2",
+    path: str = "/vol1",
+) -> str:
+    """A static RWX NFS-style PersistentVolume pre-bound to ``<namespace>/<claim_name>``
+    (nothing is ever mounted: kwok runs no containers); the real PV controller then binds the
+    claim. Returns the PV's name, ``<namespace>-<claim_name>``; the caller deletes it."""
+    pv_name = f"{namespace}-{claim_name}"[:253]
+    cluster.core.create_persistent_volume(
+        k8s.V1PersistentVolume(
             metadata=k8s.V1ObjectMeta(name=pv_name, labels={"dask-panda-session/test-namespace": namespace}),
             spec=k8s.V1PersistentVolumeSpec(
                 capacity={"storage": size},
@@ -301,14 +296,37 @@ def shared_pv(kube_cluster: KubeCluster, namespace: str) -> Iterator[Callable[..
                 ),
             ),
         )
-        core.create_persistent_volume(pv)
-        created.append(pv_name)
-        return pv_name
+    )
+    return pv_name
 
-    yield make
-    for pv_name in created:
+
+def delete_pvs(cluster: KubeCluster, names: list[str]) -> None:
+    for name in names:
         try:
-            core.delete_persistent_volume(pv_name)
+            cluster.core.delete_persistent_volume(name)
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (the tier waits for it at its end)."""
+    name = create_namespace(kube_cluster, _namespace_name(request.node.name))
+    yield name
+    kube_cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def shared_pv(kube_cluster: KubeCluster, namespace: str) -> Iterator[Callable[..., str]]:
+    """Factory for static PersistentVolumes pre-bound to a claim in ``namespace``
+    (``create_shared_pv``): ``shared_pv("claim-name")`` returns the PV name. The PVs are deleted
+    at teardown."""
+    created: list[str] = []
+
+    def make(claim_name: str, size: str = "10Gi", server: str = "10.0.0.2", path: str = "/vol1") -> str:
+        created.append(create_shared_pv(kube_cluster, namespace, claim_name, size, server, path))
+        return created[-1]
+
+    yield make
+    delete_pvs(kube_cluster, created)

@@ -14,11 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
 
 # The faults run on the cluster tier's local cluster: share its session fixture.
-from tests.cluster.conftest import KubeCluster, kube_cluster, wait_for
+from tests.cluster.conftest import (
+    KubeCluster,
+    create_namespace,
+    create_shared_pv,
+    delete_pvs,
+    kube_cluster,
+    wait_for,
+)
 from tests.cluster.sessions import prepare_namespace
 from tests.faults.inject import apiserver_ready, helm_processes, start_apiserver, stray_helm
 from tests.faults.ledger import FaultRecord, Ledger
@@ -46,58 +51,21 @@ def ledger() -> Iterator[Ledger]:
 def faults_ns(kube_cluster: KubeCluster) -> Iterator[str]:
     """One namespace set up like a PanDA queue's for the whole tier (each test uses its own
     PandaIDs and checks that nothing of its jobs is left), deleted at the end."""
-    name = f"faults-{os.urandom(3).hex()}"
+    name = create_namespace(kube_cluster, f"faults-{os.urandom(3).hex()}")
     core = kube_cluster.core
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    wait_for(
-        f"ServiceAccount default in {name}",
-        lambda: core.read_namespaced_service_account("default", name),
-        timeout=30,
-    )
     volumes: list[str] = []
 
     def make_pv(claim: str) -> str:
-        pv = f"{name}-{claim}"
-        core.create_persistent_volume(
-            k8s.V1PersistentVolume(
-                metadata=k8s.V1ObjectMeta(name=pv),
-                spec=k8s.V1PersistentVolumeSpec(
-                    capacity={"storage": "10Gi"},
-                    access_modes=["ReadWriteMany"],
-                    persistent_volume_reclaim_policy="Retain",
-                    storage_class_name="",
-                    nfs=k8s.V1NFSVolumeSource(server="10.0.0.2", path="/vol1"),
-                    claim_ref=k8s.V1ObjectReference(
-                        api_version="v1", kind="PersistentVolumeClaim", namespace=name, name=claim
-                    ),
-                ),
-            )
-        )
-        volumes.append(pv)
-        return pv
+        volumes.append(create_shared_pv(kube_cluster, name, claim))
+        return volumes[-1]
 
     prepare_namespace(kube_cluster, name, make_pv)
     yield name
     if not apiserver_ready():
         start_apiserver()
     core.delete_namespace(name)
-    for pv in volumes:
-        try:
-            core.delete_persistent_volume(pv)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
-    def gone() -> bool:
-        try:
-            core.read_namespace(name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
-
-    wait_for(f"namespace {name} to be deleted", gone, timeout=120, interval=0.5)
+    delete_pvs(kube_cluster, volumes)
+    wait_for(f"namespace {name} to be deleted", lambda: kube_cluster.namespace_gone(name), timeout=120, interval=0.5)
 
 
 @pytest.fixture(autouse=True)

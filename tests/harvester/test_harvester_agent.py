@@ -22,9 +22,8 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client as k8s
 
-from tests.cluster.conftest import KubeCluster
+from tests.cluster.conftest import KubeCluster, create_namespace, create_shared_pv, delete_pvs
 from tests.cluster.sessions import EXIT_AFTER, EXIT_CODE, labelled_by, prepare_namespace
 from tests.conftest import ROOT, TOOLS_BIN
 from tests.harvester.agent import HARVESTER_VENV, HarvesterAgent, queue_config
@@ -95,17 +94,6 @@ class Scenario:
     error: str = ""
 
 
-def make_namespace(cluster: KubeCluster) -> str:
-    name = f"harvester-tier-{secrets.token_hex(3)}"
-    cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    cluster.wait_for(
-        f"ServiceAccount default in {name}",
-        lambda: cluster.core.read_namespaced_service_account("default", name),
-        timeout=30,
-    )
-    return name
-
-
 def worker_of(stub: StubPandaAPI, panda_id: int) -> int | None:
     for worker in stub.worker_updates():
         if panda_id in (worker.get("pandaid_list") or []):
@@ -137,28 +125,12 @@ def scenario(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
     if not (HARVESTER_VENV / "bin" / "python").exists():
         pytest.fail(f"{HARVESTER_VENV} is missing: run scripts/bootstrap.sh --harvester")
     home = tmp_path_factory.mktemp("harvester")
-    namespace = make_namespace(kube_cluster)
+    namespace = create_namespace(kube_cluster, f"harvester-tier-{secrets.token_hex(3)}")
     pvs: list[str] = []
 
     def shared_pv(claim_name: str) -> str:
-        pv_name = f"{namespace}-{claim_name}"
-        kube_cluster.core.create_persistent_volume(
-            k8s.V1PersistentVolume(
-                metadata=k8s.V1ObjectMeta(name=pv_name),
-                spec=k8s.V1PersistentVolumeSpec(
-                    capacity={"storage": "10Gi"},
-                    access_modes=["ReadWriteMany"],
-                    persistent_volume_reclaim_policy="Retain",
-                    storage_class_name="",
-                    nfs=k8s.V1NFSVolumeSource(server="10.0.0.2", path="/vol1"),
-                    claim_ref=k8s.V1ObjectReference(
-                        api_version="v1", kind="PersistentVolumeClaim", namespace=namespace, name=claim_name
-                    ),
-                ),
-            )
-        )
-        pvs.append(pv_name)
-        return pv_name
+        pvs.append(create_shared_pv(kube_cluster, namespace, claim_name))
+        return pvs[-1]
 
     prepare_namespace(kube_cluster, namespace, shared_pv)
     site_values = home / "GOOGLE_DASK-site.yaml"
@@ -214,9 +186,8 @@ def scenario(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
                     capture_output=True,
                     check=False,
                 )
-            kube_cluster.core.delete_namespace(namespace)
-            for pv in pvs:
-                kube_cluster.core.delete_persistent_volume(pv)
+            kube_cluster.delete_namespace(namespace)
+            delete_pvs(kube_cluster, pvs)
 
 
 def run_scenario(s: Scenario, cluster: KubeCluster, started: float) -> None:
