@@ -241,7 +241,13 @@ def run_scenario(s: Scenario, cluster: KubeCluster, started: float) -> None:
     agent.wait_for(
         lambda: agent.back_date_final_workers() >= 2 or not agent.workers(), 60, "two final workers"
     )
-    agent.wait_for(lambda: not agent.workers(), 120, "the Sweeper to delete the workers' rows")
+    # Harvester's other threads may still touch a final worker (its last report to PanDA sets
+    # modificationTime again): keep the rows back-dated until the Sweeper has taken them.
+    agent.wait_for(
+        lambda: agent.back_date_final_workers() >= 0 and not agent.workers(),
+        120,
+        "the Sweeper to delete the workers' rows",
+    )
     s.timings["cleaned"] = time.monotonic() - started
     s.rows_after_cleanup = agent.workers()
     s.left_after_cleanup = labelled_by(cluster, s.namespace, LABEL)
