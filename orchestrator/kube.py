@@ -319,6 +319,25 @@ class Kube:
             return False
         return result is not None
 
+    def set_finalizers(
+        self, kind: Kind, namespace: str, name: str, finalizers: Sequence[str], *, resource_version: str
+    ) -> bool:
+        """Replace one object's finalizers, only if it is still at `resource_version` (else the
+        API server refuses with 409 and nothing changes: False, the caller looks again later);
+        False too when the object is gone."""
+        body = {"metadata": {"finalizers": list(finalizers), "resourceVersion": resource_version}}
+        try:
+            result = self.request(
+                "PATCH",
+                kind.path(namespace, name),
+                body=body,
+                content_type="application/merge-patch+json",
+                missing_ok=True,
+            )
+        except KubeConflict:
+            return False
+        return result is not None
+
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         result = self.request("GET", kind.path(namespace, name), missing_ok=True)
         return dict(result) if result else None

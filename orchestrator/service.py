@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from orchestrator import helm as helm_mod
 from orchestrator import kube as kube_mod
+from orchestrator import orphans
 from orchestrator import session as session_mod
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.job import PandaJob, parse_job, parse_release_name
@@ -527,12 +528,29 @@ class SessionService:
         """Wait (up to `verify_timeout`) until no pod of the release is left, deleting again."""
         deadline = time.monotonic() + self.settings.verify_timeout
         selector = kube_mod.instance_selector(release)
-        while self.kube.list_pods(namespace, selector):
+        while pods := self.kube.list_pods(namespace, selector):
             if time.monotonic() > deadline:
                 return False
             self.delete_leftovers(namespace, release, keep_lock=True)
+            self.release_orphaned_pods(namespace, pods)
             self.sleep(1.0)
         return True
+
+    def release_orphaned_pods(self, namespace: str, pods: Iterable[Mapping[str, Any]]) -> int:
+        """Remove the job-tracking finalizer from terminating pods whose Job is gone (what the
+        job controller's orphan handling does, when it missed the Job's deletion: see
+        `orchestrator.orphans`). One GET of the owning Job per such pod, before any change.
+        Returns how many pods were released."""
+        released = 0
+        for pod in orphans.held_pods(pods):
+            if not orphans.orphaned(pod, self.kube.get(kube_mod.JOB, namespace, pod.job)):
+                continue
+            if self.kube.set_finalizers(
+                kube_mod.POD, namespace, pod.name, pod.finalizers, resource_version=pod.resource_version
+            ):
+                log.info("released pod %s/%s: its Job %s is gone", namespace, pod.name, pod.job)
+                released += 1
+        return released
 
     def delete_leftovers(self, namespace: str, release: str, *, keep_lock: bool = False) -> None:
         """Delete every object labelled for the job (but its Secret, with `keep_lock`)."""
@@ -568,6 +586,7 @@ class SessionService:
                 return kube_mod.names(found)
             # objects still terminating, or created late by a controller: delete again
             self.delete_leftovers(namespace, release, keep_lock=keep_lock)
+            self.release_orphaned_pods(namespace, [obj for kind, obj in found if kind.name == kube_mod.POD.name])
             self.sleep(1.0)
 
     def _run_cleanup(self, release: str, namespace: str, values: Mapping[str, Any], notes: list[str]) -> bool:

@@ -154,6 +154,7 @@ class FakeKube:
     unavailable: bool = False
     secrets_written: list[dict[str, str]] = field(default_factory=list)
     deleted: list[tuple[str, str, str | None]] = field(default_factory=list)  # (kind, name, uid)
+    finalizer_changes: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
     jobs_complete: bool = True
     server_now: datetime = SERVER_NOW  # the API server's clock
     send_date: bool = True  # whether answers carry a Date header
@@ -326,7 +327,24 @@ class FakeKube:
             if uid is not None and obj["metadata"].get("uid") != uid:
                 return False  # the precondition failed: the name belongs to a newer object
             self.deleted.append((kind.name, name, uid))
-            return self.objects[namespace].pop((kind.name, name), None) is not None
+            self._remove(namespace, kind.name, obj)
+            return True
+
+    def set_finalizers(
+        self, kind: Kind, namespace: str, name: str, finalizers: Sequence[str], *, resource_version: str
+    ) -> bool:
+        """As the API server: refused (False) unless the object is at `resource_version`; a
+        terminating object left without finalizers is gone."""
+        self._count()
+        with self.lock:
+            obj = self.find(namespace, kind.name, name)
+            if obj is None or str(obj["metadata"].get("resourceVersion", "")) != resource_version:
+                return False
+            self.finalizer_changes.append((kind.name, name, tuple(finalizers)))
+            obj["metadata"]["finalizers"] = list(finalizers)
+            if not finalizers and obj["metadata"].get("deletionTimestamp"):
+                self.objects[namespace].pop((kind.name, name), None)
+            return True
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         self._count()
@@ -365,8 +383,16 @@ class FakeKube:
         with self.lock:
             for kind, obj in found:
                 self.deleted.append((kind.name, obj["metadata"]["name"], None))
-                self.objects[namespace].pop((kind.name, obj["metadata"]["name"]), None)
+                self._remove(namespace, kind.name, obj)
         return len(found)
+
+    def _remove(self, namespace: str, kind: str, obj: dict[str, Any]) -> None:
+        """As the API server: an object with finalizers is only marked as terminating."""
+        meta = obj["metadata"]
+        if meta.get("finalizers"):
+            meta.setdefault("deletionTimestamp", stamp(self.server_now))
+            return
+        self.objects[namespace].pop((kind, meta["name"]), None)
 
 
 def pod(
