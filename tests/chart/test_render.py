@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from orchestrator.job import parse_job
+from orchestrator.session.services import DASHBOARD_PROXY_NAME
 from orchestrator.values import load_queue, render_values
 from tests.chart.conftest import (
     MODES,
@@ -425,7 +426,13 @@ def test_jupyterlab_password_never_on_command_line(rendered: Rendered, case: tup
     pod = rendered.named("Pod", f"{RELEASE}-jupyterlab")
     (container,) = pod["spec"]["containers"]
     env = env_of(container)
-    assert env["JUPYTER_TOKEN_FILE"].startswith("/etc/dask-panda-session/")
+    # the password is read from the Secret's file at start and kept only as a hash; never a token
+    assert env["DPS_JUPYTER_PASSWORD_FILE"].startswith("/etc/dask-panda-session/")
+    assert not any(name.startswith("JUPYTER_TOKEN") for name in env)
+    # the dashboard's proxy entry is the name the orchestrator reports the dashboard under
+    assert env["DPS_DASHBOARD_PROXY_NAME"] == DASHBOARD_PROXY_NAME
+    assert env["DPS_DASHBOARD_TARGET"] == f"{RELEASE}-scheduler.{NAMESPACE}.svc.cluster.local:8787"
+    assert json.loads(env["DPS_DASK_LABEXTENSION_SETTINGS"])["defaultURL"] == f"/{DASHBOARD_PROXY_NAME}"
     assert env["PANDA_WORKDIR"] == "/mnt/dask"
     assert env["DASK_SCHEDULER_ADDRESS"].startswith("tls://")
     assert not any("token" in a.lower() or "password" in a.lower() for a in container["args"])
