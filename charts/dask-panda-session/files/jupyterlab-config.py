@@ -10,8 +10,7 @@ entry into a JSON config file of mode 0600 that `jupyter lab --config=<file>` re
 The dashboard entry: jupyter-server-proxy serves `<base>dask/` (an address without ':', which
 jupyter_server's login redirect keeps intact) from files/dashboard-forwarder.py, a loopback
 forwarder to the session's scheduler dashboard that it starts on the first request. The
-`/proxy/<host>:<port>/` form is closed (an empty host allowlist): the named entry is the only
-way through the proxy.
+`/proxy/<host>:<port>/` form is closed (an empty host allowlist): it reaches no other host.
 
 Usage (files/jupyterlab-start.sh): python -c <this> <config-file> <forwarder-file>
 Environment (set by templates/jupyterlab.yaml):
