@@ -8,13 +8,14 @@ import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from orchestrator.job import parse_job
-from orchestrator.session.services import DASHBOARD_PROXY_NAME
+from orchestrator.session.services import DASHBOARD_PROXY_NAME, proxied_dashboard_url
 from orchestrator.values import load_queue, render_values
 from tests.chart.conftest import (
     MODES,
@@ -547,3 +548,14 @@ def test_the_definitions_addresses_are_the_charts(helm_bin: Path, jupyterlab: di
     annotations = rendered.named("Pod", f"{RELEASE}-scheduler")["metadata"]["annotations"]
     assert definition["scheduler_ip"] == annotations["dask-panda-session/scheduler-address"]
     assert definition["session_ip"] == annotations["dask-panda-session/jupyter-url"]
+    # the dashboard the orchestrator reports (status, Harvester) is where the chart's JupyterLab
+    # serves it, and where dask-labextension starts
+    reported = proxied_dashboard_url(
+        annotations["dask-panda-session/jupyter-url"], annotations["dask-panda-session/dashboard-url"]
+    )
+    assert reported is not None
+    (lab,) = [c for c in rendered.named("Pod", f"{RELEASE}-jupyterlab")["spec"]["containers"] if c["name"] == "jupyterlab"]
+    preset = json.loads(env_of(lab)["DPS_DASK_LABEXTENSION_SETTINGS"])["defaultURL"]
+    assert urlsplit(reported).path == f"{preset}/status"
+    base_url = next((a.split("=", 1)[1] for a in lab["args"] if a.startswith("--ServerApp.base_url=")), "/")
+    assert preset == f"{base_url.rstrip('/')}/{env_of(lab)['DPS_DASHBOARD_PROXY_NAME']}"
