@@ -8,7 +8,7 @@ the namespace's JupyterLab Services once per cycle (only when it observes an int
 session) and these functions put that address into the states, from memory.
 
 Interactive users reach the Dask dashboard through JupyterLab's server proxy (behind the same
-password): ``dashboard_url`` becomes ``<jupyter_url>proxy/<scheduler-host>:<port><path>``.
+password): ``dashboard_url`` becomes ``<jupyter_url>dask<path>``, the chart's named proxy entry.
 """
 
 from __future__ import annotations
@@ -23,12 +23,20 @@ from orchestrator.session.pods import get, is_mapping
 from orchestrator.session.vocabulary import COMPONENT_LABEL, INSTANCE_LABEL, JUPYTERLAB, SessionState
 
 __all__ = [
+    "DASHBOARD_PROXY_NAME",
     "JUPYTERLAB_SERVICE_SELECTOR",
     "external_jupyter_urls",
     "is_in_cluster_url",
     "proxied_dashboard_url",
     "with_external_urls",
 ]
+
+
+# The dashboard's path under JupyterLab's base URL: the chart's named jupyter-server-proxy entry
+# (templates/_helpers.tpl, dps.jupyterlab.dashboardProxyName), which forwards to the session's
+# scheduler dashboard. A name, not ``proxy/<host>:<port>``: jupyter_server's login redirect turns
+# the first ':' of its target into '://', so that form ends in a 404 right after the login.
+DASHBOARD_PROXY_NAME = "dask"
 
 
 def is_in_cluster_url(url: str | None) -> bool:
@@ -102,19 +110,18 @@ def _server_base(jupyter_url: str) -> str:
 def proxied_dashboard_url(jupyter_url: str, dashboard_url: str | None) -> str | None:
     """The scheduler's dashboard as JupyterLab's server proxy serves it (None without a dashboard).
 
-    ``http://<scheduler-host>:8787/status`` -> ``<jupyter_url>proxy/<scheduler-host>:8787/status``:
-    jupyter-server-proxy forwards ``/proxy/<host>:<port>/<path>`` to an allowed host, after the
-    JupyterLab login.
+    ``http://<scheduler-host>:8787/status`` -> ``<jupyter_url>dask/status``: the chart's JupyterLab
+    serves its own session's dashboard only, under that name, after the JupyterLab login.
     """
     if not dashboard_url:
         return None
     base = _server_base(jupyter_url)
-    if dashboard_url.startswith(f"{base}proxy/"):
+    if dashboard_url.startswith(f"{base}{DASHBOARD_PROXY_NAME}/"):
         return dashboard_url  # already behind this JupyterLab
     parts = urlsplit(dashboard_url)
     if not parts.hostname or not parts.port:
         return None
-    return f"{base}proxy/{parts.hostname}:{parts.port}{parts.path or '/status'}"
+    return f"{base}{DASHBOARD_PROXY_NAME}{parts.path or '/status'}"
 
 
 def with_external_urls(

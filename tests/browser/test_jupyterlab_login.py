@@ -99,15 +99,19 @@ NOTEBOOK = "analysis.ipynb"
 
 
 def put_notebook(session: Session, name: str) -> None:
-    """Create an empty notebook through the contents API, authenticated by the session password."""
+    """Create an empty notebook through the contents API, as a user logged in with the password
+    (the login cookie and the form's _xsrf value, as the lab's own client sends them)."""
+    login = session.login(session.password)
+    assert login.accepted, "the login form refused the session's password"
     body = json.dumps({"type": "notebook"}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{session.ports.jupyterlab}/api/contents/{name}",
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        session.url(f"/api/contents/{name}"),
         data=body,
         method="PUT",
-        headers={"Authorization": f"token {session.password}", "Content-Type": "application/json"},
+        headers={"X-XSRFToken": login.xsrf, "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(login.cookies))
+    with opener.open(request, timeout=10) as response:
         ok = response.status in (200, 201)
     assert ok, "the contents API refused the notebook"
 
@@ -140,12 +144,8 @@ def test_the_password_opens_the_lab_on_the_job_directory(browser: WebDriver, ses
 def test_the_password_is_in_no_log_url_cookie_or_visible_text(
     browser: WebDriver, session: Session, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """After a login through the browser, the password is nowhere the user or an admin looks.
-
-    Not asserted: the lab page's HTML source. JupyterLab embeds the server's token in its page
-    config (`jupyter-config-data`) for every logged-in user, and the session's password is that
-    token; only a hashed `ServerApp` password instead of a token would keep it out.
-    """
+    """After a login through the browser, the password is nowhere the user or an admin looks,
+    the lab page's HTML source included (the lab keeps a hash of it, and has no token to embed)."""
     from selenium.webdriver.common.by import By
 
     # every record at every level, as `pytest --log-level=DEBUG` would keep them
@@ -157,11 +157,14 @@ def test_the_password_is_in_no_log_url_cookie_or_visible_text(
     in_text = session.password in browser.find_element(By.TAG_NAME, "body").text
     in_url = session.password in browser.current_url
     in_cookies = any(session.password in str(cookie.get("value", "")) for cookie in browser.get_cookies())
+    in_source = session.password in browser.page_source
     in_logs = session.password in session.kubelet.all_logs()
     in_test_log = session.password in caplog.text  # selenium logs typed keys at DEBUG
     assert caplog.records  # the capture works (urllib3 logs each WebDriver request)
+    assert "jupyter-config-data" in browser.page_source  # the page whose config held the token
     # booleans only: a failing assert must not print the password
-    assert (in_text, in_url, in_cookies, in_logs, in_test_log) == (False, False, False, False, False)
+    found = (in_text, in_url, in_cookies, in_source, in_logs, in_test_log)
+    assert found == (False, False, False, False, False, False)
 
 
 # dask-labextension's side panel (its tab in the left side bar) and what it draws (7.x DOM).
@@ -195,14 +198,13 @@ def test_the_proxied_dashboard_asks_for_the_login(browser: WebDriver, session: S
     assert path_of(browser) == session.dashboard_path()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="jupyter_server's login rewrites the first ':' of its `next` address into '://' "
-    "(LoginFormHandler._redirect_safe), so the proxied dashboard's /proxy/<host>:<port>/status "
-    "becomes a 404 right after the login; the dashboard address needs a form without ':'",
-)
 def test_the_login_leads_on_to_the_dashboard_it_was_asked_for(browser: WebDriver, session: Session) -> None:
+    """Logged out, the dashboard's address leads to the login; the login leads back to it.
+
+    jupyter_server's login turns the first ':' of its `next` address into '://': the chart's
+    dashboard address (`/dask/status`, a named proxy entry) holds none, so the user lands on the
+    scheduler's page and not on a 404.
+    """
     from selenium.webdriver.common.by import By
 
     browser.delete_all_cookies()
@@ -211,6 +213,7 @@ def test_the_login_leads_on_to_the_dashboard_it_was_asked_for(browser: WebDriver
     submit(browser, session.password)
     wait(browser, 60).until(lambda d: d.find_elements(By.ID, "password_input") == [])
     assert path_of(browser) == session.dashboard_path()
+    wait(browser, 60).until(lambda d: d.execute_script(DRAWN_CANVAS))
 
 
 def dismiss_notifications(driver: WebDriver) -> None:

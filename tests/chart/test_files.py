@@ -22,22 +22,24 @@ FILES = CHART / "files"
 SHELL_SCRIPTS = sorted(FILES.glob("*.sh"))
 PYTHON_SCRIPTS = sorted(FILES.glob("*.py"))
 
-# (object name suffix, container) -> the file its command runs
+# (object name suffix, container) -> the files its command runs (JupyterLab's start script gets
+# its config writer and the dashboard's forwarder as arguments)
 EXPECTED = {
-    ("prepare", "prepare"): "prepare-job-dir.sh",
-    ("cleanup", "cleanup"): "cleanup-job-dir.sh",
-    ("pilot", "wait-for-scheduler"): "wait-for-scheduler.py",
-    ("pilot", "wait-for-job-definition"): "wait-for-job-definition.py",
-    ("pilot", "pilot"): "pilot-wrapper.sh",
-    ("worker-0", "wait-for-scheduler"): "wait-for-scheduler.py",
-    ("jupyterlab", "wait-for-scheduler"): "wait-for-scheduler.py",
-    ("jupyterlab", "jupyterlab"): "jupyterlab-start.sh",
-    ("test", "test"): "test-connection.py",
+    ("prepare", "prepare"): ("prepare-job-dir.sh",),
+    ("cleanup", "cleanup"): ("cleanup-job-dir.sh",),
+    ("pilot", "wait-for-scheduler"): ("wait-for-scheduler.py",),
+    ("pilot", "wait-for-job-definition"): ("wait-for-job-definition.py",),
+    ("pilot", "pilot"): ("pilot-wrapper.sh",),
+    ("worker-0", "wait-for-scheduler"): ("wait-for-scheduler.py",),
+    ("jupyterlab", "wait-for-scheduler"): ("wait-for-scheduler.py",),
+    ("jupyterlab", "jupyterlab"): ("jupyterlab-start.sh", "jupyterlab-config.py", "dashboard-forwarder.py"),
+    ("test", "test"): ("test-connection.py",),
 }
 
 
 def test_there_are_scripts_to_check() -> None:
-    assert {p.name for p in [*SHELL_SCRIPTS, *PYTHON_SCRIPTS]} == set(EXPECTED.values())
+    expected = {name for names in EXPECTED.values() for name in names}
+    assert {p.name for p in [*SHELL_SCRIPTS, *PYTHON_SCRIPTS]} == expected
 
 
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: p.name)
@@ -94,8 +96,9 @@ def test_each_container_runs_its_file_verbatim(
     key = next((k for k in scripted if k[0].endswith(f"-{suffix}") and k[1] == container_name), None)
     assert key is not None, f"no container {container_name} in an object ending -{suffix}: {sorted(scripted)}"
     container = scripted[key]
-    script = (FILES / EXPECTED[where]).read_text(encoding="utf-8")
-    assert script in [*container.get("command", []), *container.get("args", [])]
+    for name in EXPECTED[where]:
+        script = (FILES / name).read_text(encoding="utf-8")
+        assert script in [*container.get("command", []), *container.get("args", [])], name
 
 
 def test_no_other_script_is_inline(helm_bin: Path) -> None:

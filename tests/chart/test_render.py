@@ -8,12 +8,14 @@ import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from orchestrator.job import parse_job
+from orchestrator.session.services import DASHBOARD_PROXY_NAME, proxied_dashboard_url
 from orchestrator.values import load_queue, render_values
 from tests.chart.conftest import (
     MODES,
@@ -425,7 +427,13 @@ def test_jupyterlab_password_never_on_command_line(rendered: Rendered, case: tup
     pod = rendered.named("Pod", f"{RELEASE}-jupyterlab")
     (container,) = pod["spec"]["containers"]
     env = env_of(container)
-    assert env["JUPYTER_TOKEN_FILE"].startswith("/etc/dask-panda-session/")
+    # the password is read from the Secret's file at start and kept only as a hash; never a token
+    assert env["DPS_JUPYTER_PASSWORD_FILE"].startswith("/etc/dask-panda-session/")
+    assert not any(name.startswith("JUPYTER_TOKEN") for name in env)
+    # the dashboard's proxy entry is the name the orchestrator reports the dashboard under
+    assert env["DPS_DASHBOARD_PROXY_NAME"] == DASHBOARD_PROXY_NAME
+    assert env["DPS_DASHBOARD_TARGET"] == f"{RELEASE}-scheduler.{NAMESPACE}.svc.cluster.local:8787"
+    assert json.loads(env["DPS_DASK_LABEXTENSION_SETTINGS"])["defaultURL"] == f"/{DASHBOARD_PROXY_NAME}"
     assert env["PANDA_WORKDIR"] == "/mnt/dask"
     assert env["DASK_SCHEDULER_ADDRESS"].startswith("tls://")
     assert not any("token" in a.lower() or "password" in a.lower() for a in container["args"])
@@ -540,3 +548,14 @@ def test_the_definitions_addresses_are_the_charts(helm_bin: Path, jupyterlab: di
     annotations = rendered.named("Pod", f"{RELEASE}-scheduler")["metadata"]["annotations"]
     assert definition["scheduler_ip"] == annotations["dask-panda-session/scheduler-address"]
     assert definition["session_ip"] == annotations["dask-panda-session/jupyter-url"]
+    # the dashboard the orchestrator reports (status, Harvester) is where the chart's JupyterLab
+    # serves it, and where dask-labextension starts
+    reported = proxied_dashboard_url(
+        annotations["dask-panda-session/jupyter-url"], annotations["dask-panda-session/dashboard-url"]
+    )
+    assert reported is not None
+    (lab,) = [c for c in rendered.named("Pod", f"{RELEASE}-jupyterlab")["spec"]["containers"] if c["name"] == "jupyterlab"]
+    preset = json.loads(env_of(lab)["DPS_DASK_LABEXTENSION_SETTINGS"])["defaultURL"]
+    assert urlsplit(reported).path == f"{preset}/status"
+    base_url = next((a.split("=", 1)[1] for a in lab["args"] if a.startswith("--ServerApp.base_url=")), "/")
+    assert preset == f"{base_url.rstrip('/')}/{env_of(lab)['DPS_DASHBOARD_PROXY_NAME']}"

@@ -58,9 +58,7 @@ def test_status_reports_the_address_the_load_balancer_assigned(
         url = f"http://{ingress[0].ip}:8888/"
         assert state.phase is Phase.RUNNING, (state.phase, state.reason, state.message)
         assert state.jupyter_url == url
-        assert state.dashboard_url == (
-            f"{url}proxy/{release}-scheduler.{queue_ns}.svc.cluster.local:8787/status"
-        )
+        assert state.dashboard_url == f"{url}dask/status"
 
         before = svc.kube.requests
         svc.observe()

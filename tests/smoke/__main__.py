@@ -13,19 +13,15 @@ Exit status: 0 when every check passed and nothing was left behind, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import http.cookiejar
 import secrets
 import shutil
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from tests.smoke.payloads import run_python
-from tests.smoke.session import InteractiveSession, http_status, interactive_session
+from tests.smoke.session import InteractiveSession, interactive_session
 
 # The seed's computation, as the user types it in a notebook cell, with the Client built the way
 # a notebook in the session builds it (the scheduler's tls:// address and the session's TLS files
@@ -81,56 +77,26 @@ def check(ok: bool, what: str) -> None:
         raise SystemExit(1)
 
 
-def form_login(session: InteractiveSession, password: str) -> tuple[bool, urllib.request.OpenerDirector]:
-    """Log in through JupyterLab's login form, as a browser does: the _xsrf cookie, then a POST.
-
-    Returns whether the server accepted it (it redirects away from /login and sets its login
-    cookie) and the opener holding the cookies, to browse as that user.
-    """
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    with opener.open(session.url("/login"), timeout=10) as response:
-        response.read()
-    xsrf = next((cookie.value for cookie in jar if cookie.name == "_xsrf"), "")
-    form = urllib.parse.urlencode({"_xsrf": xsrf or "", "password": password}).encode()
-    try:
-        with opener.open(session.url("/login?next=%2Flab"), data=form, timeout=30) as response:
-            landed = urllib.parse.urlparse(response.geturl()).path
-            response.read()
-    except urllib.error.HTTPError as error:
-        error.read()
-        return False, opener
-    logged_in = any(cookie.name.startswith("username-") for cookie in jar)
-    return landed.startswith("/lab") and logged_in, opener
-
-
-def fetch(opener: urllib.request.OpenerDirector, url: str) -> tuple[int, str, bytes]:
-    """Status, final path and body of a GET through the opener (redirects followed)."""
-    try:
-        with opener.open(url, timeout=30) as response:
-            return response.status, urllib.parse.urlparse(response.geturl()).path, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, urllib.parse.urlparse(error.geturl()).path, error.read()
-
-
 def demo(session: InteractiveSession) -> None:
     """The checks and the computation, printed step by step (never the password)."""
     say(f"  JupyterLab:            {session.url('/lab')}")
     say(f"  dashboard in the lab:  {session.url(session.dashboard_path())}")
     say(f"  processes: prepare hook, JupyterLab, scheduler, {session.workers} worker(s), from .venv-smoke")
 
-    say("login (JupyterLab's form, as a browser submits it):")
-    refused, _ = form_login(session, secrets.token_urlsafe(24))
-    check(not refused, "a wrong password is refused (the login page again, no login cookie)")
-    accepted, user = form_login(session, session.password)
-    check(accepted, "the session's password (from the per-job Secret's file) opens /lab")
+    say("login (JupyterLab's form, as a browser submits it; the lab keeps only a hash of the password):")
+    refused = session.login(secrets.token_urlsafe(24))
+    check(not refused.accepted, "a wrong password is refused (the login page again, no login cookie)")
+    user = session.login(session.password)
+    check(user.accepted, "the session's password (from the per-job Secret's file) opens /lab")
 
     say("the Dask dashboard inside JupyterLab (jupyter-server-proxy):")
-    status, body = http_status(session.url(session.dashboard_path()))
+    status, body = session.get(session.dashboard_path())
     check(status in {302, 401, 403} and b"Bokeh" not in body, f"logged out: refused (HTTP {status})")
-    status, _, body = fetch(user, session.url(session.dashboard_path()))
+    again = session.login(session.password, next_path=session.dashboard_path())
+    check(again.location == session.dashboard_path(), "a login from the dashboard's address leads back to it")
+    status, body = session.get(session.dashboard_path(), user)
     check(status == 200 and b"Bokeh" in body, f"logged in: the scheduler's real dashboard (HTTP {status})")
-    status, _ = http_status(session.url(session.dashboard_path("individual-plots.json")), session.password)
+    status, _ = session.get(session.dashboard_path("individual-plots.json"), user)
     check(status == 200, "logged in: the panes dask-labextension lists (individual-plots.json)")
 
     say("the seed's computation, from JupyterLab's environment, on the session's scheduler:")

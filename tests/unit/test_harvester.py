@@ -462,10 +462,7 @@ def test_monitor_puts_addresses_and_timings_in_the_attributes() -> None:
     assert attrs["scheduler_address"] == "tcp://dask-201-scheduler.dask-sessions.svc.cluster.local:8786"
     # interactive: the dashboard is reached through JupyterLab's proxy, behind its password
     assert attrs["jupyter_url"] == "http://dask-201-jupyterlab.dask-sessions.svc.cluster.local:8888/lab"
-    assert attrs["dashboard_url"] == (
-        "http://dask-201-jupyterlab.dask-sessions.svc.cluster.local:8888/proxy/"
-        "dask-201-scheduler.dask-sessions.svc.cluster.local:8787/status"
-    )
+    assert attrs["dashboard_url"] == "http://dask-201-jupyterlab.dask-sessions.svc.cluster.local:8888/dask/status"
     assert batch.session["dashboard_url"] == "http://dask-202-scheduler.dask-sessions.svc.cluster.local:8787/status"
     assert attrs["phase"] == "running"
     assert attrs["namespace"] == "dask-sessions"

@@ -385,9 +385,7 @@ def test_observe_reports_the_external_jupyterlab_url_with_one_service_list_for_a
     states = svc.observe()
     assert kube.lists == [("pods", "ns"), ("services", "ns")]  # never one per session
     assert states["dask-101"].jupyter_url == "http://192.0.2.1:8888/"
-    assert states["dask-101"].dashboard_url == (
-        "http://192.0.2.1:8888/proxy/dask-101-scheduler.ns.svc.cluster.local:8787/status"
-    )
+    assert states["dask-101"].dashboard_url == "http://192.0.2.1:8888/dask/status"
     assert states["dask-109"].jupyter_url is None  # its LoadBalancer has no address yet
     assert states["dask-100"].jupyter_url is None  # batch
     assert states["dask-100"].dashboard_url == "http://dask-100-scheduler.ns.svc.cluster.local:8787/status"

@@ -6,6 +6,7 @@ Pure functions, so the Service objects are plain API JSON as a LIST returns them
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -109,9 +110,7 @@ def test_the_external_address_replaces_the_in_cluster_url_and_the_dashboard_goes
     states = {"dask-7": state(), "dask-8": state("dask-8", mode="batch")}
     out = with_external_urls(states, [service("dask-7", ip="192.0.2.7"), service("dask-8", ip="192.0.2.8")])
     assert out["dask-7"].jupyter_url == "http://192.0.2.7:8888/"
-    assert out["dask-7"].dashboard_url == (
-        "http://192.0.2.7:8888/proxy/dask-7-scheduler.ns.svc.cluster.local:8787/status"
-    )
+    assert out["dask-7"].dashboard_url == "http://192.0.2.7:8888/dask/status"
     assert out["dask-8"] == states["dask-8"]  # batch: no JupyterLab, the dashboard stays in-cluster
 
 
@@ -119,15 +118,13 @@ def test_a_render_time_external_url_is_kept() -> None:
     ingress = "https://dask.example.org/jupyter/dask-7/"
     out = with_external_urls({"dask-7": state(jupyter=ingress)}, [service("dask-7", ip="192.0.2.7")])
     assert out["dask-7"].jupyter_url == ingress
-    assert out["dask-7"].dashboard_url == (
-        "https://dask.example.org/jupyter/dask-7/proxy/dask-7-scheduler.ns.svc.cluster.local:8787/status"
-    )
+    assert out["dask-7"].dashboard_url == "https://dask.example.org/jupyter/dask-7/dask/status"
 
 
 def test_before_the_address_exists_the_in_cluster_url_stays_and_the_dashboard_is_still_proxied() -> None:
     out = with_external_urls({"dask-7": state()}, [service("dask-7")])
     assert out["dask-7"].jupyter_url == IN_CLUSTER
-    assert out["dask-7"].dashboard_url == f"{IN_CLUSTER}proxy/dask-7-scheduler.ns.svc.cluster.local:8787/status"
+    assert out["dask-7"].dashboard_url == f"{IN_CLUSTER}dask/status"
 
 
 def test_proxying_twice_changes_nothing() -> None:
@@ -136,3 +133,16 @@ def test_proxying_twice_changes_nothing() -> None:
     assert proxied_dashboard_url("http://192.0.2.7:8888/", once) == once
     assert proxied_dashboard_url("http://192.0.2.7:8888/lab", DASHBOARD) == once  # /lab is the app's page
     assert proxied_dashboard_url("http://192.0.2.7:8888/", None) is None
+
+
+def test_the_dashboard_address_has_no_colon_for_the_login_redirect_to_mangle() -> None:
+    """jupyter_server's login redirect turns the first ':' of its target into '://': the path
+    the orchestrator reports (and a logged-out user is sent back to) must hold none."""
+    url = proxied_dashboard_url("https://dask.example.org/jupyter/dask-7/", DASHBOARD)
+    assert url is not None
+    path = urlsplit(url).path
+    assert path == "/jupyter/dask-7/dask/status"
+    assert ":" not in path
+    assert proxied_dashboard_url("http://192.0.2.7:8888/", "http://h:8787/individual-plots.json") == (
+        "http://192.0.2.7:8888/dask/individual-plots.json"
+    )

@@ -38,6 +38,13 @@ dask-panda-session/worker-id: {{ . | toString | quote }}
 {{- define "dps.schedulerAddress" -}}
 {{- printf "%s://%s:%d" (include "dps.tls.scheme" .) (include "dps.schedulerHost" .) (int .Values.scheduler.port) -}}
 {{- end -}}
+{{/*
+The scheduler dashboard's path under JupyterLab's base URL (interactive mode): a named
+jupyter-server-proxy entry, so the address holds no ':' that the lab's login redirect would
+mangle. The orchestrator reports <jupyter-url>dask/status (orchestrator/session/services.py,
+DASHBOARD_PROXY_NAME): keep the two equal.
+*/}}
+{{- define "dps.jupyterlab.dashboardProxyName" -}}dask{{- end -}}
 {{- define "dps.dashboardUrl" -}}
 {{- printf "http://%s:%d/status" (include "dps.schedulerHost" .) (int .Values.scheduler.dashboardPort) -}}
 {{- end -}}
