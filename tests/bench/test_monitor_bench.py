@@ -48,7 +48,7 @@ from tests.bench.test_orchestrator_bench import big_node
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import fast_timeouts, job, prepare_namespace, service, values_file
 from tests.conftest import ROOT, TOOLS_BIN
-from tests.unit.harvester_doubles import make_service
+from tests.doubles import make_service
 
 __all__ = ["big_node"]
 

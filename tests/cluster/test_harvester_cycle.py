@@ -30,7 +30,7 @@ from orchestrator.harvester.sweeper import DaskHelmSweeper
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import EXIT_AFTER, EXIT_CODE, IMAGE_PULL, labelled_by, prepare_namespace
 from tests.conftest import TOOLS_BIN
-from tests.unit.harvester_doubles import JobSpec, WorkSpec, example_params
+from tests.doubles import JobSpec, WorkSpec, example_params
 
 STARTUP_SECONDS = 15
 

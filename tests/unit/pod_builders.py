@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestrator.session import CLOCK_SKEW_TOLERANCE, SessionState, derive_session
 
-PODS = Path(__file__).parent / "data" / "pods"
+PODS = Path(__file__).parents[1] / "data" / "pods"
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 REL = "dask-42"
 NS = "sessions"

@@ -19,9 +19,9 @@ from orchestrator.helm import HelmError, HelmReleaseInfo, HelmRenderError
 from orchestrator.kube import KubeUnavailable
 from orchestrator.service import SessionService, Settings
 from tests.conftest import ROOT
-from tests.unit.fakes import FakeHelm, FakeKube, session_pods
+from tests.doubles import FakeHelm, FakeKube, session_pods
 
-JOB = ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json"
+JOB = ROOT / "tests" / "data" / "harvester-example-pandaJobData.json"
 PASSWORD = "sEcReT-9f3a-pass"
 BOUND_CLAIM = {"metadata": {"name": "filestore-dask"}, "status": {"phase": "Bound"}}
 STATE_KEYS = {
@@ -178,14 +178,14 @@ def test_gc_failures_are_shown_and_exit_1(fakes: Any, capsys: pytest.CaptureFixt
     labels = {"app.kubernetes.io/name": "dask-panda-session", "app.kubernetes.io/instance": "dask-3"}
     kube.put(
         "ns",
-        "ConfigMap",
+        "Service",
         {"metadata": {"name": "dask-3-x", "labels": labels, "creationTimestamp": "2026-01-01T00:00:00Z"}},
     )
     helm.fail_release["dask-3"] = HelmError("helm status ns/dask-3: boom")
     code, _out, err = run(capsys, "gc")
     assert code == 1
     assert "cannot collect dask-3" in err
-    assert kube.find("ns", "ConfigMap", "dask-3-x") is not None  # unconfirmed: left alone
+    assert kube.find("ns", "Service", "dask-3-x") is not None  # unconfirmed: left alone
 
 
 # -- kubectl and helm habits --------------------------------------------------------------------

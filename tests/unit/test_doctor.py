@@ -32,7 +32,7 @@ from orchestrator.netprobe import (
 )
 from orchestrator.service import SessionService, Settings
 from tests.conftest import ROOT
-from tests.unit.fakes import FakeHelm, FakeKube
+from tests.doubles import FakeHelm, FakeKube
 
 # What the chart's kinds are, as the API names them.
 KIND_RESOURCES = {kind.name: (kind.group, kind.plural) for kind in names.CHART_KINDS}

@@ -19,11 +19,11 @@ from orchestrator.harvester import queue_params
 from orchestrator.service import SessionService, Settings
 from orchestrator.values import ValuesError
 from tests.conftest import CHART, ROOT, VALUES_DIR
-from tests.unit.fakes import FakeHelm, FakeKube
+from tests.doubles import FakeHelm, FakeKube
 
 pytestmark = pytest.mark.unit
 
-JOB = ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json"
+JOB = ROOT / "tests" / "data" / "harvester-example-pandaJobData.json"
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
 
 

@@ -24,7 +24,7 @@ from orchestrator.session import (
     check_deadlines,
     deadline_verdict,
 )
-from tests.unit.fakes import FakeHelm, FakeKube
+from tests.doubles import FakeHelm, FakeKube
 from tests.unit.pod_builders import (
     LEASE,
     LIFETIME,

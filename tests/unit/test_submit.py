@@ -26,9 +26,9 @@ from orchestrator.submit_lock import ANN_SUBMIT_ID, ANN_WORKER_ID, STALE_MARGIN_
 from orchestrator.tls import TLS_KEYS
 from orchestrator.values import DEFINITION_KEY
 from tests.conftest import ROOT
-from tests.unit.fakes import SERVER_NOW, FakeHelm, FakeKube
+from tests.doubles import SERVER_NOW, FakeHelm, FakeKube
 
-EXAMPLE = json.loads((ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json").read_text())
+EXAMPLE = json.loads((ROOT / "tests" / "data" / "harvester-example-pandaJobData.json").read_text())
 RELEASE = "dask-1759473585"
 SECRET = f"{RELEASE}-secret"
 KEY = ("ns", RELEASE)

@@ -29,10 +29,9 @@ from orchestrator.service import (
     pending_cleanup_name,
 )
 from tests.conftest import ROOT
-from tests.unit.fakes import FakeHelm, FakeKube, pod
-from tests.unit.harvester_doubles import WorkSpec, worker
+from tests.doubles import FakeHelm, FakeKube, WorkSpec, pod, worker
 
-EXAMPLE = json.loads((ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json").read_text())
+EXAMPLE = json.loads((ROOT / "tests" / "data" / "harvester-example-pandaJobData.json").read_text())
 PANDAID = int(next(iter(EXAMPLE)))
 RELEASE = release_name(PANDAID)
 NOW = datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
