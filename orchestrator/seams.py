@@ -61,6 +61,12 @@ class HelmSeam(Protocol):
 class KubeSeam(Protocol):
     """The Kubernetes API calls of the service layer, at the JSON level."""
 
+    @property
+    def requests(self) -> int:
+        """Every API request made so far: what the cost claims (one LIST per namespace) are
+        measured by."""
+        ...
+
     def request(
         self,
         method: str,

@@ -8,6 +8,8 @@ or a cluster (unit, bench) and by the tiers that play Harvester (cluster):
 * `tests.doubles.harvester`: Harvester's WorkSpec and JobSpec, the example job, `make_service`.
 """
 
+from typing import TYPE_CHECKING
+
 from tests.doubles.harvester import (
     HELM_TIMEOUT,
     HELM_UNAVAILABLE,
@@ -55,3 +57,10 @@ __all__ = [
     "with_pilot_exit",
     "worker",
 ]
+
+if TYPE_CHECKING:
+    from orchestrator.seams import HelmSeam, KubeSeam
+
+    # mypy proves the doubles implement the seams they stand in for (nothing runs here)
+    def _doubles_are_seams(helm: FakeHelm, kube: FakeKube) -> tuple[HelmSeam, KubeSeam]:
+        return helm, kube

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from rich.console import Console
 
+import orchestrator
 from orchestrator import cli
 from orchestrator.errors import InputError
 from orchestrator.helm import HelmError, HelmReleaseInfo, HelmRenderError
@@ -45,7 +46,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeHelm, FakeKube]:
     helm, kube = FakeHelm(), FakeKube()
 
     def service() -> SessionService:
-        return SessionService(cli.CTX.settings, helm=helm, kube=kube, sleep=lambda _: None)  # type: ignore[arg-type]
+        return SessionService(cli.CTX.settings, helm=helm, kube=kube, sleep=lambda _: None)
 
     monkeypatch.setattr(cli, "service", service)
     cli.CTX.settings = Settings()
@@ -299,7 +300,7 @@ def test_help_shows_env_vars_defaults_and_examples(capsys: pytest.CaptureFixture
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--version"]) == 0
-    assert capsys.readouterr().out.strip() == f"dask-panda-session {cli.__version__}"
+    assert capsys.readouterr().out.strip() == f"dask-panda-session {orchestrator.__version__}"
 
 
 def test_status_of_an_unknown_session_is_not_found(fakes: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -447,7 +448,7 @@ def test_render_runs_the_charts_checks_for_every_output(
     code, _out, err = run(capsys, "render", str(JOB), "-o", "values")
     assert code == 0, err
     assert helm.count("template") == 1
-    helm.template = _raise_render_error  # type: ignore[method-assign]
+    helm.template = _raise_render_error
     code, _out, err = run(capsys, "render", str(JOB), "-o", "values")
     assert code == 2 and "workers.replicas" in err
 

@@ -15,7 +15,7 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from orchestrator.harvester.statuses import WorkerStatus
 from orchestrator.harvester.submitter import DaskHelmSubmitter
 from orchestrator.harvester.sweeper import DaskHelmSweeper
 from orchestrator.harvester.workspec import ATTRIBUTE_KEY
-from orchestrator.kube import LEFTOVER_KINDS, KubeUnavailable
+from orchestrator.helm import Helm
+from orchestrator.kube import LEFTOVER_KINDS, Kube, KubeUnavailable
 from orchestrator.service import Settings
 from orchestrator.session import Phase, SessionState
 from tests.doubles import (
@@ -92,7 +93,7 @@ def test_plugins_import_and_build_without_pandaharvester() -> None:
         assert "pandaharvester" not in sys.modules
         assert not plugin_base.harvester_available()
     plugin = DaskHelmMonitor(queueName="GOOGLE_DASK", namespace="ns1", nProcesses="8", dbInterface=object())
-    assert plugin.queueName == "GOOGLE_DASK"
+    assert vars(plugin)["queueName"] == "GOOGLE_DASK"  # set by Harvester's PluginBase from the configuration
     assert plugin.n_threads == 8
     assert plugin._service is None  # nothing built at construction
 
@@ -105,6 +106,7 @@ def test_building_the_service_runs_neither_helm_nor_the_api(monkeypatch: pytest.
     plugin = DaskHelmSubmitter(queueName="GOOGLE_DASK", namespace="ns1", helmExecutable="/nonexistent/helm")
     service = plugin.service
     assert service.settings.namespace == "ns1"
+    assert isinstance(service.helm, Helm) and isinstance(service.kube, Kube)
     assert service.helm._client is None
     assert service.kube._api is None
     assert plugin.service is service  # built once per plugin object
@@ -525,12 +527,12 @@ def test_outage_of_the_second_namespace_updates_no_worker_of_the_first() -> None
     first, second = submitted_worker(1, 511, "a"), submitted_worker(2, 512, "b")
     original = kube.list_pods_at
 
-    def flaky(namespace: str, selector: str = "") -> tuple[list[dict[str, object]], object]:
+    def flaky(namespace: str, selector: str = "") -> tuple[list[dict[str, Any]], datetime | None]:
         if namespace == "b":
             raise KubeUnavailable("GET pods: cluster unreachable")
-        return original(namespace)  # type: ignore[no-any-return]
+        return original(namespace)
 
-    kube.list_pods_at = flaky
+    kube.list_pods_at = flaky  # type: ignore[method-assign]
     assert monitor.check_workers([first, second]) == (False, [])
     assert first.errorCode is None and "phase" not in first.session
 
@@ -767,7 +769,7 @@ def test_harvester_id_reaches_the_pilot_values() -> None:
 
     settings = settings_from_params({"queueName": "GOOGLE_DASK", "harvesterID": "CERN_central_k8s"})
     assert settings.harvester_id == "CERN_central_k8s"
-    svc = SessionService(settings, helm=object(), kube=object())  # type: ignore[arg-type]
+    svc = SessionService(settings, helm=FakeHelm(), kube=FakeKube())
     _, rendered = svc.render(JobSpec(example_params()))
     assert rendered.values["job"]["harvesterId"] == "CERN_central_k8s"
 

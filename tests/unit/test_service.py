@@ -31,7 +31,7 @@ def make(**settings: Any) -> tuple[SessionService, FakeHelm, FakeKube]:
     svc = SessionService(
         Settings(namespace="ns", **settings), helm=helm, kube=kube, clock=lambda: NOW, sleep=lambda _: None
     )
-    return svc, helm, kube  # type: ignore[arg-type]
+    return svc, helm, kube
 
 
 def interactive() -> dict[str, Any]:

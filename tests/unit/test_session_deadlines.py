@@ -278,7 +278,7 @@ def _service() -> tuple[SessionService, FakeHelm, FakeKube]:
     helm, kube = FakeHelm(), FakeKube()
     svc = SessionService(
         Settings(namespace=NS), helm=helm, kube=kube, clock=lambda: at(0), sleep=lambda _: None
-    )  # type: ignore[arg-type]
+    )
     return svc, helm, kube
 
 
