@@ -26,6 +26,7 @@ from orchestrator import resources
 from orchestrator.errors import DaskPandaSessionError, InputError
 from orchestrator.netprobe import CHECK_NAME as NETWORK_POLICY_CHECK
 from orchestrator.netprobe import DEFAULT_PROBE_IMAGE, NetworkPolicyProbe
+from orchestrator.seams import KubeSeam
 from orchestrator.service import SessionService
 
 __all__ = [
@@ -113,7 +114,7 @@ def role_permissions(path: Path = ROLE_FILE) -> list[Permission]:
     return sorted(found)
 
 
-def _allowed(kube: kube_mod.Kube, namespace: str, permission: Permission) -> bool:
+def _allowed(kube: KubeSeam, namespace: str, permission: Permission) -> bool:
     attributes = {
         "namespace": namespace,
         "verb": permission.verb,
@@ -131,7 +132,7 @@ def _allowed(kube: kube_mod.Kube, namespace: str, permission: Permission) -> boo
     return bool((answer or {}).get("status", {}).get("allowed"))
 
 
-def check_permissions(kube: kube_mod.Kube, namespace: str, permissions: Iterable[Permission]) -> list[Check]:
+def check_permissions(kube: KubeSeam, namespace: str, permissions: Iterable[Permission]) -> list[Check]:
     """One check per resource (and named object): every verb the Role grants on it, asked."""
     by_subject: dict[str, list[Permission]] = {}
     for permission in permissions:
@@ -159,7 +160,7 @@ def check_clock(svc: SessionService) -> Check:
     return Check("clock", True, detail)
 
 
-def _claim_events(kube: kube_mod.Kube, namespace: str, claim: str) -> list[str]:
+def _claim_events(kube: KubeSeam, namespace: str, claim: str) -> list[str]:
     selector = f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={claim}"
     data = kube.request("GET", kube_mod.EVENT.path(namespace), query={"fieldSelector": selector})
     items = sorted(
@@ -169,7 +170,7 @@ def _claim_events(kube: kube_mod.Kube, namespace: str, claim: str) -> list[str]:
     return [str(e.get("message", "")).strip() for e in items if e.get("message")]
 
 
-def _volume_owner(kube: kube_mod.Kube, volume: str) -> tuple[bool, str | None]:
+def _volume_owner(kube: KubeSeam, volume: str) -> tuple[bool, str | None]:
     """(the volume exists, `namespace/claim` it is reserved for or bound to); (True, None) when
     the caller may not read volumes (a namespaced Role cannot: nothing more is said)."""
     try:
@@ -186,7 +187,7 @@ def _volume_owner(kube: kube_mod.Kube, volume: str) -> tuple[bool, str | None]:
     return True, f"{ref.get('namespace', '')}/{ref['name']}"
 
 
-def check_claim(kube: kube_mod.Kube, namespace: str, claim: str) -> Check:
+def check_claim(kube: KubeSeam, namespace: str, claim: str) -> Check:
     """Is the shared claim Bound; if not, why (events, the volume it names and its owner)."""
     obj = kube.get(kube_mod.PVC, namespace, claim)
     if obj is None:
@@ -214,7 +215,7 @@ def check_claim(kube: kube_mod.Kube, namespace: str, claim: str) -> Check:
     return Check("shared claim", False, detail)
 
 
-def check_network_policies(kube: kube_mod.Kube, namespace: str, probe: NetworkPolicyProbe) -> Check:
+def check_network_policies(kube: KubeSeam, namespace: str, probe: NetworkPolicyProbe) -> Check:
     """Whether the cluster enforces NetworkPolicies (a pod pair tries); a cluster that does not, or
     a probe that cannot tell, is a warning: sessions still hold by their TLS, but a multi-user
     queue requires enforcement."""

@@ -37,6 +37,7 @@ from orchestrator.names import (
     PROBE_LABEL,
     PROBE_NAME_PREFIX,
 )
+from orchestrator.seams import KubeSeam
 
 __all__ = [
     "CHECK_NAME",
@@ -161,7 +162,7 @@ class NetworkPolicyProbe:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex[:10], repr=False)
 
-    def run(self, kube: kube_mod.Kube, namespace: str) -> ProbeResult:
+    def run(self, kube: KubeSeam, namespace: str) -> ProbeResult:
         """Probe `namespace`: the verdict, with the cleanup's trouble (if any) appended."""
         run_id = self.new_id()
         base = f"{PROBE_NAME_PREFIX}-{run_id}"
@@ -181,7 +182,7 @@ class NetworkPolicyProbe:
     # -- the steps ---------------------------------------------------------------------------------
     def _probe(
         self,
-        kube: kube_mod.Kube,
+        kube: KubeSeam,
         namespace: str,
         run_id: str,
         base: str,
@@ -209,7 +210,7 @@ class NetworkPolicyProbe:
         return report
 
     def _wait(
-        self, kube: kube_mod.Kube, namespace: str, name: str, deadline: _Deadline, *, running: bool
+        self, kube: KubeSeam, namespace: str, name: str, deadline: _Deadline, *, running: bool
     ) -> tuple[dict[str, Any] | None, ProbeResult]:
         """Poll one pod until it runs with an address (`running`) or has ended; (None, why not)
         when it is on a simulated node, ends early, vanishes or the deadline passes."""
@@ -248,7 +249,7 @@ class NetworkPolicyProbe:
             deadline.slept += self.poll
 
     @staticmethod
-    def _remove(kube: kube_mod.Kube, namespace: str, made: list[tuple[kube_mod.Kind, str]]) -> list[str]:
+    def _remove(kube: KubeSeam, namespace: str, made: list[tuple[kube_mod.Kind, str]]) -> list[str]:
         """Delete every object made, pods first; the ones that could not be deleted, named."""
         left = []
         for kind, name in sorted(made, key=lambda item: item[0] != POD):
@@ -342,7 +343,7 @@ class _Deadline:
         return self.clock() >= self.at or self.slept >= self.budget
 
 
-def _simulated(kube: kube_mod.Kube, node: str) -> bool:
+def _simulated(kube: KubeSeam, node: str) -> bool:
     """True for a kwok node; False when it is real or cannot be read (a namespaced Role cannot
     read nodes: then only the client's missing report shows that nothing ran)."""
     try:

@@ -57,6 +57,7 @@ from orchestrator.names import (
     pending_cleanup_name,
     secret_name,
 )
+from orchestrator.seams import HelmSeam, KubeSeam
 from orchestrator.session import (
     CLOCK_SKEW_TOLERANCE,
     DEADLINE_REASONS,
@@ -209,21 +210,21 @@ class SessionService:
         self,
         settings: Settings | None = None,
         *,
-        helm: helm_mod.Helm | None = None,
-        kube: kube_mod.Kube | None = None,
+        helm: HelmSeam | None = None,
+        kube: KubeSeam | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings or Settings()
         s = self.settings
-        self.helm = helm or helm_mod.Helm(
+        self.helm: HelmSeam = helm or helm_mod.Helm(
             executable=s.helm_executable,
             kubeconfig=s.kubeconfig,
             kubecontext=s.kube_context,
             chart=s.chart,
             timeout=s.install_timeout,
         )
-        self.kube = kube or kube_mod.Kube(
+        self.kube: KubeSeam = kube or kube_mod.Kube(
             kubeconfig=s.kubeconfig, context=s.kube_context, request_timeout=s.request_timeout
         )
         self.clock = clock

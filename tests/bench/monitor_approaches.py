@@ -15,10 +15,11 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from orchestrator.kube import APP_SELECTOR, POD, Kube
+from orchestrator.kube import APP_SELECTOR, POD, Kube, PodRecord
 from orchestrator.names import INSTANCE_LABEL
 
 CHUNK: Final = 500
@@ -93,7 +94,8 @@ class DictPodsKube(Kube):
     ``observe`` as it ran before pods were decoded into compact records. Its states must be the
     records' states, pod for pod."""
 
-    def list_pod_states_at(  # type: ignore[override]
+    def list_pod_states_at(
         self, namespace: str, selector: str = APP_SELECTOR
-    ) -> tuple[list[dict[str, Any]], Any]:
-        return self.list_pods_at(namespace, selector)
+    ) -> tuple[list[PodRecord | dict[str, Any]], datetime | None]:
+        pods, date = self.list_pods_at(namespace, selector)
+        return list(pods), date

@@ -1,6 +1,6 @@
 """A namespace of N recorded sessions served as raw JSON bytes, for the monitor benchmarks.
 
-The pods are the recorded ones of ``tests/unit/data/pods`` moved to one release per PandaID, in
+The pods are the recorded ones of ``tests/data/pods`` moved to one release per PandaID, in
 a realistic mix of states (about 3.4 pods per session). The LIST answer is one JSON body, as the
 API server sends it, so decoding is measured along with the rules. :class:`RawApi` stands in for
 the kubernetes ``ApiClient`` (the same ``call_api`` the real one answers with
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tests.unit.harvester_doubles import FIXTURE_NAMESPACE, NOW, PODS, with_pilot_exit
+from tests.doubles import FIXTURE_NAMESPACE, NOW, PODS, with_pilot_exit
 
 DATE: Final = NOW.strftime("%a, %d %b %Y %H:%M:%S GMT")
 

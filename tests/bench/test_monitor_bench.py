@@ -34,6 +34,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from tests.bench.test_orchestrator_bench import big_node
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import fast_timeouts, job, prepare_namespace, service, values_file
 from tests.conftest import ROOT, TOOLS_BIN
-from tests.unit.harvester_doubles import make_service
+from tests.doubles import make_service
 
 __all__ = ["big_node"]
 
@@ -129,9 +130,9 @@ def _fake_cycles(size: int) -> tuple[dict[str, Callable[[], Any]], RawApi, list[
     world = build_world(size)
     api = RawApi(world)
     ours, _, _ = make_service("bench")
-    ours.kube = Kube(api_client=api)  # type: ignore[assignment]
+    ours.kube = Kube(api_client=api)
     reduced, _, _ = make_service("bench")
-    reduced.kube = DictPodsKube(api_client=api)  # type: ignore[assignment]
+    reduced.kube = DictPodsKube(api_client=api)
     upstream_kube = Kube(api_client=api)
 
     def observe(svc: SessionService) -> Callable[[], Any]:
@@ -214,6 +215,8 @@ def test_side_by_side_on_live_releases(kube_cluster: KubeCluster, live_namespace
     }
     extra = [values_file(tmp_path, "bench", bench_values)]
     svc = service(kube_cluster, live_namespace, install_timeout=300.0)
+    real_kube = svc.kube
+    assert isinstance(real_kube, Kube)
     reduced = service(kube_cluster, live_namespace, install_timeout=300.0)
     reduced.kube = DictPodsKube(kubeconfig=kube_cluster.kubeconfig)
     releases: list[str] = []
@@ -230,7 +233,7 @@ def test_side_by_side_on_live_releases(kube_cluster: KubeCluster, live_namespace
             lambda: reduced.observe(releases, with_events=False), 5, lambda: reduced.kube.requests
         )
         row["upstream_emulated"], upstream = measure(
-            lambda: upstream_cycle(svc.kube, live_namespace, releases), 5, lambda: svc.kube.requests
+            lambda: upstream_cycle(real_kube, live_namespace, releases), 5, lambda: svc.kube.requests
         )
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
@@ -293,7 +296,7 @@ def test_monitor_cycle_at_scale() -> None:
             # its memory by the fresh-process RSS below
             slow = name == "upstream_emulated" and size >= 1000
             repeat = 1 if slow else 3 if size >= 1000 else 5
-            row[name], results[name] = measure(cycle, repeat, lambda api=api: api.requests)
+            row[name], results[name] = measure(cycle, repeat, partial(getattr, api, "requests"))
             row[name]["process_starts"] = 0
             row[name]["traced_peak_mb"] = None if slow else traced_peak_mb(cycle)
         row["pods"] = api.world.pods
@@ -357,10 +360,10 @@ def test_the_list_share_of_a_cycle() -> None:
     figures: dict[str, Any] = {"sessions": size, "pods": world.pods}
     for name, kube in (("ours", Kube(api_client=api)), ("ours_dicts", DictPodsKube(api_client=api))):
         svc, _, _ = make_service("bench")
-        svc.kube = kube  # type: ignore[assignment]
-        listed, _ = measure(lambda kube=kube: kube.list_pod_states_at("bench"), 3, lambda: api.requests)
+        svc.kube = kube
+        listed, _ = measure(partial(kube.list_pod_states_at, "bench"), 3, lambda: api.requests)
         cycle, _ = measure(
-            lambda svc=svc: svc.observe(world.releases, namespace="bench", with_events=False),
+            partial(svc.observe, world.releases, namespace="bench", with_events=False),
             3,
             lambda: api.requests,
         )

@@ -38,7 +38,7 @@ from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import fast_timeouts, labelled_by, prepare_namespace, values_file
 from tests.cluster.test_harvester_cycle import queue_params
 from tests.conftest import TOOLS_BIN
-from tests.unit.harvester_doubles import worker
+from tests.doubles import worker
 
 __all__ = ["big_node"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.conftest import ROOT
 
-EXAMPLE = ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json"
+EXAMPLE = ROOT / "tests" / "data" / "harvester-example-pandaJobData.json"
 
 # the per-file fields of the example job (one comma-separated entry per input file)
 PER_FILE_FIELDS = (

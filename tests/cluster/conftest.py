@@ -133,7 +133,7 @@ class KubeCluster:
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl_run(*args, "-o", "json").stdout)
 
-    def apply(self, manifest: dict | list | str, namespace: str | None = None) -> str:
+    def apply(self, manifest: dict[str, Any] | list[Any] | str, namespace: str | None = None) -> str:
         """``kubectl apply -f -`` a manifest (dict, list of dicts, or YAML/JSON text)."""
         if not isinstance(manifest, str):
             items = manifest if isinstance(manifest, list) else [manifest]
@@ -166,7 +166,7 @@ class KubeCluster:
     def etcd_version(self) -> str:
         # etcd_url is always http://127.0.0.1:<port> (checked in etcd_url).
         with urllib.request.urlopen(f"{self.etcd_url}/version", timeout=5) as resp:  # noqa: S310
-            return json.load(resp)["etcdserver"]
+            return str(json.load(resp)["etcdserver"])
 
     wait_for = staticmethod(wait_for)
     KUBE_VERSION = KUBE_VERSION

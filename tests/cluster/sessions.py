@@ -19,7 +19,7 @@ from tests.conftest import ROOT, TOOLS_BIN
 
 CLAIM = "filestore-dask"
 PROXY_SECRET = "proxy-secret"
-EXAMPLE_JOB = ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json"
+EXAMPLE_JOB = ROOT / "tests" / "data" / "harvester-example-pandaJobData.json"
 EXIT_CODE = "kwok.dask-panda-session/exit-code"
 EXIT_AFTER = "kwok.dask-panda-session/exit-after"
 IMAGE_PULL = "kwok.dask-panda-session/image-pull"

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
+
+from tests.cluster.conftest import KubeCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -26,7 +30,7 @@ IMAGE_PULL = "kwok.dask-panda-session/image-pull"
 UNSCHEDULABLE_SELECTOR = {"dask-panda-session/unschedulable": "true"}
 
 
-def make_pod(name: str, annotations: dict[str, str] | None = None, **spec) -> k8s.V1Pod:
+def make_pod(name: str, annotations: dict[str, str] | None = None, **spec: Any) -> k8s.V1Pod:
     return k8s.V1Pod(
         metadata=k8s.V1ObjectMeta(name=name, annotations=annotations or {}),
         spec=k8s.V1PodSpec(
@@ -38,36 +42,36 @@ def make_pod(name: str, annotations: dict[str, str] | None = None, **spec) -> k8
     )
 
 
-def condition(obj, type_: str):
+def condition(obj: Any, type_: str) -> Any:
     for cond in obj.status.conditions or []:
         if cond.type == type_:
             return cond
     return None
 
 
-def pod_in_phase(core: k8s.CoreV1Api, ns: str, name: str, *phases: str):
-    def probe():
+def pod_in_phase(core: k8s.CoreV1Api, ns: str, name: str, *phases: str) -> Callable[[], Any]:
+    def probe() -> Any:
         pod = core.read_namespaced_pod(name, ns)
         return pod if pod.status.phase in phases else None
 
     return probe
 
 
-def test_version_is_pinned(kube_cluster):
+def test_version_is_pinned(kube_cluster: KubeCluster) -> None:
     info = k8s.VersionApi(kube_cluster.api_client()).get_code()
     assert info.git_version == kube_cluster.KUBE_VERSION
     assert (info.major, info.minor) == ("1", "35")
     assert info.git_tree_state == "clean"
 
 
-def test_etcd_is_3_6_or_newer(kube_cluster):
+def test_etcd_is_3_6_or_newer(kube_cluster: KubeCluster) -> None:
     # Older etcd breaks watches on 1.35 (RequestWatchProgress); see test_watch.
     version = kube_cluster.etcd_version()
     major, minor = (int(x) for x in version.split(".")[:2])
     assert (major, minor) >= (3, 6), version
 
 
-def test_nodes_are_kwok_and_ready(kube_cluster):
+def test_nodes_are_kwok_and_ready(kube_cluster: KubeCluster) -> None:
     nodes = kube_cluster.core.list_node().items
     assert len(nodes) >= 2
     for node in nodes:
@@ -75,7 +79,7 @@ def test_nodes_are_kwok_and_ready(kube_cluster):
         assert condition(node, "Ready").status == "True"
 
 
-def test_plain_pod_runs_ready_forever(kube_cluster, namespace: str):
+def test_plain_pod_runs_ready_forever(kube_cluster: KubeCluster, namespace: str) -> None:
     core = kube_cluster.core
     core.create_namespaced_pod(namespace, make_pod("plain"))
     pod = kube_cluster.wait_for("pod Running", pod_in_phase(core, namespace, "plain", "Running"))
@@ -96,7 +100,7 @@ def _terminated(pod: k8s.V1Pod) -> k8s.V1ContainerStateTerminated:
     return state.terminated
 
 
-def test_exit_code_zero_succeeds(kube_cluster, namespace: str):
+def test_exit_code_zero_succeeds(kube_cluster: KubeCluster, namespace: str) -> None:
     core = kube_cluster.core
     core.create_namespaced_pod(namespace, make_pod("ok", {EXIT_CODE: "0", EXIT_AFTER: "2"}))
     kube_cluster.wait_for("pod Running", pod_in_phase(core, namespace, "ok", "Running"))
@@ -109,7 +113,7 @@ def test_exit_code_zero_succeeds(kube_cluster, namespace: str):
     assert condition(pod, "Ready").status == "False"
 
 
-def test_exit_code_nonzero_fails_after_delay(kube_cluster, namespace: str):
+def test_exit_code_nonzero_fails_after_delay(kube_cluster: KubeCluster, namespace: str) -> None:
     core = kube_cluster.core
     core.create_namespaced_pod(namespace, make_pod("fail", {EXIT_CODE: "3", EXIT_AFTER: "4"}))
     kube_cluster.wait_for("pod Running", pod_in_phase(core, namespace, "fail", "Running"))
@@ -127,12 +131,12 @@ def test_exit_code_nonzero_fails_after_delay(kube_cluster, namespace: str):
     assert term.finished_at - term.started_at >= timedelta(seconds=3)
 
 
-def test_image_pull_failure_stays_pending(kube_cluster, namespace: str):
+def test_image_pull_failure_stays_pending(kube_cluster: KubeCluster, namespace: str) -> None:
     core = kube_cluster.core
     core.create_namespaced_pod(namespace, make_pod("nopull", {IMAGE_PULL: "fail"}))
 
-    def waiting_reason(*reasons: str):
-        def probe():
+    def waiting_reason(*reasons: str) -> Callable[[], Any]:
+        def probe() -> Any:
             pod = core.read_namespaced_pod("nopull", namespace)
             statuses = pod.status.container_statuses or []
             if statuses and statuses[0].state.waiting and statuses[0].state.waiting.reason in reasons:
@@ -154,12 +158,12 @@ def test_image_pull_failure_stays_pending(kube_cluster, namespace: str):
     assert condition(pod, "Ready").status == "False"
 
 
-def test_unschedulable_pod_stays_pending(kube_cluster, namespace: str):
+def test_unschedulable_pod_stays_pending(kube_cluster: KubeCluster, namespace: str) -> None:
     # The real kube-scheduler: no node has the label, so no node fits.
     core = kube_cluster.core
     core.create_namespaced_pod(namespace, make_pod("nowhere", node_selector=UNSCHEDULABLE_SELECTOR))
 
-    def unschedulable():
+    def unschedulable() -> Any:
         pod = core.read_namespaced_pod("nowhere", namespace)
         cond = condition(pod, "PodScheduled")
         return pod if cond and cond.status == "False" else None
@@ -170,7 +174,7 @@ def test_unschedulable_pod_stays_pending(kube_cluster, namespace: str):
     assert pod.status.phase == "Pending"
 
 
-def test_loadbalancer_service_gets_ingress(kube_cluster, namespace: str):
+def test_loadbalancer_service_gets_ingress(kube_cluster: KubeCluster, namespace: str) -> None:
     core = kube_cluster.core
     core.create_namespaced_service(
         namespace,
@@ -184,7 +188,7 @@ def test_loadbalancer_service_gets_ingress(kube_cluster, namespace: str):
         ),
     )
 
-    def ingress():
+    def ingress() -> Any:
         svc = core.read_namespaced_service("lb", namespace)
         lb = svc.status.load_balancer
         return svc if lb and lb.ingress else None
@@ -195,7 +199,7 @@ def test_loadbalancer_service_gets_ingress(kube_cluster, namespace: str):
     assert svc.spec.cluster_ip
 
 
-def test_job_completes(kube_cluster, namespace: str):
+def test_job_completes(kube_cluster: KubeCluster, namespace: str) -> None:
     batch = kube_cluster.batch
     batch.create_namespaced_job(
         namespace,
@@ -208,7 +212,7 @@ def test_job_completes(kube_cluster, namespace: str):
         ),
     )
 
-    def complete():
+    def complete() -> Any:
         job = batch.read_namespaced_job("hook", namespace)
         cond = condition(job, "Complete")
         return job if cond and cond.status == "True" else None
@@ -217,13 +221,13 @@ def test_job_completes(kube_cluster, namespace: str):
     assert job.status.succeeded == 1
 
 
-def test_deleted_pod_goes_away(kube_cluster, namespace: str):
+def test_deleted_pod_goes_away(kube_cluster: KubeCluster, namespace: str) -> None:
     core = kube_cluster.core
     core.create_namespaced_pod(namespace, make_pod("doomed"))
     kube_cluster.wait_for("pod Running", pod_in_phase(core, namespace, "doomed", "Running"))
     core.delete_namespaced_pod("doomed", namespace)
 
-    def gone():
+    def gone() -> Any:
         try:
             core.read_namespaced_pod("doomed", namespace)
         except ApiException as exc:
@@ -233,7 +237,7 @@ def test_deleted_pod_goes_away(kube_cluster, namespace: str):
     kube_cluster.wait_for("pod deleted", gone, timeout=30)
 
 
-def test_watch(kube_cluster, namespace: str):
+def test_watch(kube_cluster: KubeCluster, namespace: str) -> None:
     """Watches work (they fail inside the stream with too old an etcd)."""
     core = kube_cluster.core
     core.create_namespaced_pod(namespace, make_pod("first"))
@@ -254,7 +258,7 @@ def test_watch(kube_cluster, namespace: str):
     events: list[tuple[str, str, str | None]] = []
     done = threading.Event()
 
-    def consume():
+    def consume() -> Any:
         w2 = watch.Watch()
         for event in w2.stream(core.list_namespaced_pod, namespace, resource_version=rv, timeout_seconds=30):
             obj = event["object"]
@@ -272,7 +276,7 @@ def test_watch(kube_cluster, namespace: str):
     assert all(e[0] != "ERROR" for e in events), events
 
 
-def test_static_pv_binds_claim(kube_cluster, namespace: str, shared_pv):
+def test_static_pv_binds_claim(kube_cluster: KubeCluster, namespace: str, shared_pv: Callable[..., str]) -> None:
     core = kube_cluster.core
     pv_name = shared_pv("shared")
     core.create_namespaced_persistent_volume_claim(
@@ -287,7 +291,7 @@ def test_static_pv_binds_claim(kube_cluster, namespace: str, shared_pv):
         ),
     )
 
-    def bound():
+    def bound() -> Any:
         pvc = core.read_namespaced_persistent_volume_claim("shared", namespace)
         return pvc if pvc.status.phase == "Bound" else None
 
@@ -296,7 +300,7 @@ def test_static_pv_binds_claim(kube_cluster, namespace: str, shared_pv):
     assert core.read_persistent_volume(pv_name).status.phase == "Bound"
 
 
-def test_job_pod_with_exit_code_fails_the_job(kube_cluster, namespace: str):
+def test_job_pod_with_exit_code_fails_the_job(kube_cluster: KubeCluster, namespace: str) -> None:
     # How a failing Helm hook is simulated: the annotation beats pod-complete.
     batch = kube_cluster.batch
     template = make_pod("unused", {EXIT_CODE: "1"})
@@ -311,7 +315,7 @@ def test_job_pod_with_exit_code_fails_the_job(kube_cluster, namespace: str):
         ),
     )
 
-    def failed():
+    def failed() -> Any:
         job = batch.read_namespaced_job("bad-hook", namespace)
         cond = condition(job, "Failed")
         return job if cond and cond.status == "True" else None

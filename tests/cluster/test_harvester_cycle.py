@@ -30,7 +30,7 @@ from orchestrator.harvester.sweeper import DaskHelmSweeper
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import EXIT_AFTER, EXIT_CODE, IMAGE_PULL, labelled_by, prepare_namespace
 from tests.conftest import TOOLS_BIN
-from tests.unit.harvester_doubles import JobSpec, WorkSpec, example_params
+from tests.doubles import JobSpec, WorkSpec, example_params
 
 STARTUP_SECONDS = 15
 
@@ -170,8 +170,8 @@ def test_twenty_workers_through_a_harvester_cycle(
         assert kube.requests - requests <= 1, "one LIST per namespace per check"
         to_kill = groups["killed"]
         if killed_at is None and all(ws.status == WorkSpec.ST_running for ws in to_kill):
-            results = harvester.kill(to_kill)
-            assert [ok for ok, _ in results] == [True] * len(to_kill), results
+            killed = harvester.kill(to_kill)
+            assert [ok for ok, _ in killed] == [True] * len(to_kill), killed
             killed_at = time.monotonic()
         if all(ws.is_final_status() for ws in everyone):
             break

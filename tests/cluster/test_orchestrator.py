@@ -16,18 +16,14 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator.errors import DaskPandaSessionError
 from orchestrator.kube import APP_SELECTOR, SECRET, KubeConflict
-from orchestrator.service import (
-    ANN_PENDING_DIRECTORY,
-    ANN_PENDING_JOB,
-    GC_JOB_NAME,
-    SessionService,
-    pending_cleanup_name,
-)
+from orchestrator.names import ANN_PENDING_DIRECTORY, ANN_PENDING_JOB, GC_JOB_NAME, pending_cleanup_name
+from orchestrator.service import SessionService
 from orchestrator.session import Phase, SessionState
 from tests.cluster.conftest import KubeCluster
 from tests.cluster.sessions import (
@@ -242,7 +238,7 @@ def test_bad_input_exits_2_and_creates_nothing(
     ],
 )
 def test_startup_problems_fail_after_the_startup_timeout(
-    kube_cluster: KubeCluster, queue_ns: str, tmp_path: Path, what: str, extra: dict, reasons: set[str]
+    kube_cluster: KubeCluster, queue_ns: str, tmp_path: Path, what: str, extra: dict[str, Any], reasons: set[str]
 ) -> None:
     svc = service(kube_cluster, queue_ns)
     values = {**fast_timeouts(startup=12), **extra}

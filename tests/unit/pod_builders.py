@@ -4,13 +4,14 @@ defaults describe a healthy running session, and the recorded pod lists under da
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestrator.session import CLOCK_SKEW_TOLERANCE, SessionState, derive_session
+from orchestrator.session import CLOCK_SKEW_TOLERANCE, Pod, PodView, SessionState, derive_session
 
-PODS = Path(__file__).parent / "data" / "pods"
+PODS = Path(__file__).parents[1] / "data" / "pods"
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 REL = "dask-42"
 NS = "sessions"
@@ -171,7 +172,7 @@ def interactive(
     ]
 
 
-def derive(pods: list[dict[str, Any]], now: float = 60, **kwargs: Any) -> SessionState:
+def derive(pods: Sequence[Pod | PodView], now: float = 60, **kwargs: Any) -> SessionState:
     return derive_session(REL, NS, pods, now=at(now), **kwargs)
 
 

@@ -13,15 +13,16 @@ import pytest
 import yaml
 from rich.console import Console
 
+import orchestrator
 from orchestrator import cli
 from orchestrator.errors import InputError
 from orchestrator.helm import HelmError, HelmReleaseInfo, HelmRenderError
 from orchestrator.kube import KubeUnavailable
 from orchestrator.service import SessionService, Settings
 from tests.conftest import ROOT
-from tests.unit.fakes import FakeHelm, FakeKube, session_pods
+from tests.doubles import FakeHelm, FakeKube, session_pods
 
-JOB = ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json"
+JOB = ROOT / "tests" / "data" / "harvester-example-pandaJobData.json"
 PASSWORD = "sEcReT-9f3a-pass"
 BOUND_CLAIM = {"metadata": {"name": "filestore-dask"}, "status": {"phase": "Bound"}}
 STATE_KEYS = {
@@ -45,7 +46,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeHelm, FakeKube]:
     helm, kube = FakeHelm(), FakeKube()
 
     def service() -> SessionService:
-        return SessionService(cli.CTX.settings, helm=helm, kube=kube, sleep=lambda _: None)  # type: ignore[arg-type]
+        return SessionService(cli.CTX.settings, helm=helm, kube=kube, sleep=lambda _: None)
 
     monkeypatch.setattr(cli, "service", service)
     cli.CTX.settings = Settings()
@@ -178,14 +179,14 @@ def test_gc_failures_are_shown_and_exit_1(fakes: Any, capsys: pytest.CaptureFixt
     labels = {"app.kubernetes.io/name": "dask-panda-session", "app.kubernetes.io/instance": "dask-3"}
     kube.put(
         "ns",
-        "ConfigMap",
+        "Service",
         {"metadata": {"name": "dask-3-x", "labels": labels, "creationTimestamp": "2026-01-01T00:00:00Z"}},
     )
     helm.fail_release["dask-3"] = HelmError("helm status ns/dask-3: boom")
     code, _out, err = run(capsys, "gc")
     assert code == 1
     assert "cannot collect dask-3" in err
-    assert kube.find("ns", "ConfigMap", "dask-3-x") is not None  # unconfirmed: left alone
+    assert kube.find("ns", "Service", "dask-3-x") is not None  # unconfirmed: left alone
 
 
 # -- kubectl and helm habits --------------------------------------------------------------------
@@ -299,7 +300,7 @@ def test_help_shows_env_vars_defaults_and_examples(capsys: pytest.CaptureFixture
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--version"]) == 0
-    assert capsys.readouterr().out.strip() == f"dask-panda-session {cli.__version__}"
+    assert capsys.readouterr().out.strip() == f"dask-panda-session {orchestrator.__version__}"
 
 
 def test_status_of_an_unknown_session_is_not_found(fakes: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -447,7 +448,7 @@ def test_render_runs_the_charts_checks_for_every_output(
     code, _out, err = run(capsys, "render", str(JOB), "-o", "values")
     assert code == 0, err
     assert helm.count("template") == 1
-    helm.template = _raise_render_error  # type: ignore[method-assign]
+    helm.template = _raise_render_error
     code, _out, err = run(capsys, "render", str(JOB), "-o", "values")
     assert code == 2 and "workers.replicas" in err
 

@@ -32,7 +32,7 @@ from orchestrator.netprobe import (
 )
 from orchestrator.service import SessionService, Settings
 from tests.conftest import ROOT
-from tests.unit.fakes import FakeHelm, FakeKube
+from tests.doubles import FakeHelm, FakeKube
 
 # What the chart's kinds are, as the API names them.
 KIND_RESOURCES = {kind.name: (kind.group, kind.plural) for kind in names.CHART_KINDS}
@@ -60,9 +60,9 @@ def what_the_code_uses() -> set[Permission]:
         Permission("", "secrets", verb) for verb in ("get", "list", "watch", "create", "update", "delete")
     }
     wanted.add(Permission("", "events", "list"))  # pod events of a failing session; a claim's events
-    for kind in LEFTOVER_KINDS:  # the sweep lists and deletes every kind it knows
-        group = "" if kind.group_version == "v1" else kind.group_version.split("/")[0]
-        wanted |= {Permission(group, kind.plural, "list"), Permission(group, kind.plural, "delete")}
+    for leftover in LEFTOVER_KINDS:  # the sweep lists and deletes every kind it knows
+        group = "" if leftover.group_version == "v1" else leftover.group_version.split("/")[0]
+        wanted |= {Permission(group, leftover.plural, "list"), Permission(group, leftover.plural, "delete")}
     wanted.add(Permission("", "serviceaccounts", "get", "default"))  # doctor: the namespace exists
     # doctor's NetworkPolicy probe: a policy and two pods, created, followed and deleted
     wanted |= {Permission("", "pods", verb) for verb in ("create", "get", "delete")}
@@ -106,7 +106,7 @@ def test_role_rules_expand_to_every_verb_and_name(tmp_path: Path) -> None:
 def test_a_missing_verb_fails_its_check_and_names_it() -> None:
     kube = FakeKube()
     kube.denied.add(("list", "secrets", ""))
-    checks = {c.name: c for c in check_permissions(kube, "ns", role_permissions())}  # type: ignore[arg-type]
+    checks = {c.name: c for c in check_permissions(kube, "ns", role_permissions())}
     assert checks["rights on secrets"].ok is False
     assert checks["rights on secrets"].detail.startswith("missing: list")
     assert all(c.ok for name, c in checks.items() if name != "rights on secrets")
@@ -114,7 +114,7 @@ def test_a_missing_verb_fails_its_check_and_names_it() -> None:
 
 
 def svc(kube: FakeKube) -> SessionService:
-    return SessionService(Settings(namespace="ns"), helm=FakeHelm(), kube=kube)  # type: ignore[arg-type]
+    return SessionService(Settings(namespace="ns"), helm=FakeHelm(), kube=kube)
 
 
 def test_run_doctor_asks_every_right_of_the_role() -> None:
@@ -157,7 +157,7 @@ def test_a_claim_waiting_for_a_volume_bound_elsewhere_is_explained() -> None:
         "PersistentVolume",
         {"metadata": {"name": "filestore-dask"}, "spec": {"claimRef": {"namespace": "other", "name": "c"}}},
     )
-    check = check_claim(kube, "ns", "c")  # type: ignore[arg-type]
+    check = check_claim(kube, "ns", "c")
     assert check.ok is False
     assert "belongs to the claim other/c" in check.detail
     assert "its own volume" in check.detail
@@ -184,7 +184,7 @@ def test_a_claim_explained_by_its_events_when_volumes_cannot_be_read() -> None:
             "message": "other",
         },
     )
-    check = check_claim(kube, "ns", "c")  # type: ignore[arg-type]
+    check = check_claim(kube, "ns", "c")
     assert check.ok is False
     assert "already bound to a different claim" in check.detail
     assert "its own volume" in check.detail
@@ -193,8 +193,8 @@ def test_a_claim_explained_by_its_events_when_volumes_cannot_be_read() -> None:
 def test_a_claim_naming_a_missing_volume_and_a_missing_claim() -> None:
     kube = FakeKube()
     _pending(kube, volume="gone")
-    assert "the volume gone it names does not exist" in check_claim(kube, "ns", "c").detail  # type: ignore[arg-type]
-    missing = check_claim(kube, "ns", "nope")  # type: ignore[arg-type]
+    assert "the volume gone it names does not exist" in check_claim(kube, "ns", "c").detail
+    missing = check_claim(kube, "ns", "nope")
     assert missing.ok is False and "no such claim in namespace ns" in missing.detail
 
 
@@ -281,7 +281,7 @@ def probe(**kw: Any) -> NetworkPolicyProbe:
 
 def test_an_enforcing_cluster_is_reported_and_nothing_is_left() -> None:
     kube = ProbeKube(node=REAL_NODE, report=ENFORCING)
-    result = probe().run(kube, "ns")  # type: ignore[arg-type]
+    result = probe().run(kube, "ns")
     assert result.enforced is True, result
     assert kube.probe_objects() == []
     assert sorted(k for k, _, _ in kube.deleted) == ["NetworkPolicy", "Pod", "Pod"]
@@ -299,7 +299,7 @@ def test_an_enforcing_cluster_is_reported_and_nothing_is_left() -> None:
 
 def test_probe_pods_are_restricted_labelled_and_bounded() -> None:
     kube = ProbeKube(node=REAL_NODE, report=ENFORCING)
-    probe(image="registry.example.org/python:3", image_pull_secrets=["pull"]).run(kube, "ns")  # type: ignore[arg-type]
+    probe(image="registry.example.org/python:3", image_pull_secrets=["pull"]).run(kube, "ns")
     pods = [o for o in kube.created if o["kind"] == "Pod"]
     assert len(pods) == 2
     for pod in pods:
@@ -320,7 +320,7 @@ def test_probe_pods_are_restricted_labelled_and_bounded() -> None:
 
 def test_a_cluster_that_ignores_policies_is_warned_about_loudly() -> None:
     kube = ProbeKube(node=REAL_NODE, report=IGNORING)
-    check = doctor.check_network_policies(kube, "ns", probe())  # type: ignore[arg-type]
+    check = doctor.check_network_policies(kube, "ns", probe())
     assert check.ok is None  # a warning
     assert check.detail.startswith("NOT ENFORCED")
     assert "Multi-user queues require" in check.detail
@@ -329,7 +329,7 @@ def test_a_cluster_that_ignores_policies_is_warned_about_loudly() -> None:
 
 def test_simulated_nodes_cannot_tell_and_start_no_client() -> None:
     kube = ProbeKube(node=KWOK_NODE, report=ENFORCING)  # even a report would not be trusted
-    result = probe().run(kube, "ns")  # type: ignore[arg-type]
+    result = probe().run(kube, "ns")
     assert result.enforced is None
     assert "cannot tell" in result.detail and "simulated node kwok-1" in result.detail
     assert [o["kind"] for o in kube.created] == ["NetworkPolicy", "Pod"]
@@ -339,7 +339,7 @@ def test_simulated_nodes_cannot_tell_and_start_no_client() -> None:
 @pytest.mark.parametrize("node", [None, REAL_NODE], ids=["never-scheduled", "never-finishes"])
 def test_pods_that_do_not_run_in_time_cannot_tell(node: dict[str, Any] | None) -> None:
     kube = ProbeKube(node=node, report=None)
-    result = probe().run(kube, "ns")  # type: ignore[arg-type]
+    result = probe().run(kube, "ns")
     assert result.enforced is None
     assert "cannot tell" in result.detail and "within 5 s" in result.detail
     assert kube.probe_objects() == []
@@ -348,7 +348,7 @@ def test_pods_that_do_not_run_in_time_cannot_tell(node: dict[str, Any] | None) -
 def test_unreadable_nodes_and_silent_pods_are_never_enforced() -> None:
     """A namespaced Role cannot read nodes: on kwok the client then never reports."""
     kube = ProbeKube(node=KWOK_NODE, report=None, nodes_forbidden=True)
-    result = probe().run(kube, "ns")  # type: ignore[arg-type]
+    result = probe().run(kube, "ns")
     assert result.enforced is None and "did not finish" in result.detail
 
 
@@ -362,13 +362,13 @@ def test_unreadable_nodes_and_silent_pods_are_never_enforced() -> None:
 )
 def test_no_report_of_this_run_or_a_failed_control_cannot_tell(message: str) -> None:
     kube = ProbeKube(node=REAL_NODE, report=lambda _: message)
-    result = probe().run(kube, "ns")  # type: ignore[arg-type]
+    result = probe().run(kube, "ns")
     assert result.enforced is None and "cannot tell" in result.detail
 
 
 def test_a_server_that_ends_early_cannot_tell() -> None:
     kube = ProbeKube(node=REAL_NODE, report=ENFORCING, server_phase="Failed")
-    result = probe().run(kube, "ns")  # type: ignore[arg-type]
+    result = probe().run(kube, "ns")
     assert result.enforced is None and "ended (Failed)" in result.detail
 
 
@@ -376,7 +376,7 @@ def test_objects_that_cannot_be_deleted_are_named() -> None:
     kube = ProbeKube(
         node=REAL_NODE, report=ENFORCING, failing_deletes={f"{names.PROBE_NAME_PREFIX}-{RUN_ID}"}
     )
-    result = probe().run(kube, "ns")  # type: ignore[arg-type]
+    result = probe().run(kube, "ns")
     assert result.enforced is True
     assert f"could not delete the probe's NetworkPolicy {names.PROBE_NAME_PREFIX}-{RUN_ID}" in result.detail
     assert kube.probe_objects() == [("NetworkPolicy", f"{names.PROBE_NAME_PREFIX}-{RUN_ID}")]
@@ -392,7 +392,7 @@ def test_a_failing_create_still_removes_what_was_made() -> None:
         return original(kind, namespace, body)
 
     kube.create = create  # type: ignore[method-assign]
-    check = doctor._guard(NETWORK_POLICY_CHECK, lambda: doctor.check_network_policies(kube, "ns", probe()))  # type: ignore[arg-type]
+    check = doctor._guard(NETWORK_POLICY_CHECK, lambda: doctor.check_network_policies(kube, "ns", probe()))
     assert check[0].ok is False and "403" in check[0].detail
     assert kube.probe_objects() == []
 
@@ -441,7 +441,7 @@ def test_the_probe_image_can_be_named_and_the_queues_pull_secrets_are_used(
     values = tmp_path / "pull.yaml"
     values.write_text("imagePullSecrets: [regcred]\n")
     kube = ProbeKube(server_now=datetime.now(UTC), node=REAL_NODE, report=ENFORCING)
-    service = SessionService(Settings(namespace="ns"), helm=FakeHelm(), kube=kube, sleep=lambda _: None)  # type: ignore[arg-type]
+    service = SessionService(Settings(namespace="ns"), helm=FakeHelm(), kube=kube, sleep=lambda _: None)
     checks = run_doctor(service, "ns", values_files=[str(values)])
     assert checks[-1].name == NETWORK_POLICY_CHECK and checks[-1].ok is True
     pods = [o for o in kube.created if o["kind"] == "Pod"]

@@ -6,7 +6,7 @@ and sweeper (the return values), and the agent's submitter, monitor and sweeper 
 do with those values).
 
 SessionService runs for real (job parsing, values rendering and schema validation, state
-derivation); only helm and the Kubernetes API are fakes (tests/unit/harvester_doubles.py).
+derivation); only helm and the Kubernetes API are fakes (tests/doubles).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,13 +29,15 @@ from orchestrator.harvester.statuses import WorkerStatus
 from orchestrator.harvester.submitter import DaskHelmSubmitter
 from orchestrator.harvester.sweeper import DaskHelmSweeper
 from orchestrator.harvester.workspec import ATTRIBUTE_KEY
-from orchestrator.kube import LEFTOVER_KINDS, KubeUnavailable
+from orchestrator.helm import Helm
+from orchestrator.kube import LEFTOVER_KINDS, Kube, KubeUnavailable
 from orchestrator.service import Settings
 from orchestrator.session import Phase, SessionState
-from tests.unit.harvester_doubles import (
+from tests.doubles import (
     HELM_TIMEOUT,
     HELM_UNAVAILABLE,
     NOW,
+    FakeHelm,
     FakeKube,
     JobSpec,
     WorkSpec,
@@ -50,9 +53,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def plugins(
-    namespace: str = NS, threads: int = 4, **kwargs: object
-) -> tuple[DaskHelmSubmitter, DaskHelmMonitor, DaskHelmSweeper, object, object]:
-    service, helm, kube = make_service(namespace, **kwargs)  # type: ignore[arg-type]
+    namespace: str = NS, threads: int = 4, **kwargs: Any
+) -> tuple[DaskHelmSubmitter, DaskHelmMonitor, DaskHelmSweeper, FakeHelm, FakeKube]:
+    service, helm, kube = make_service(namespace, **kwargs)
     common = {"queueName": "GOOGLE_DASK", "namespace": namespace, "nProcesses": threads, "service": service}
     return (
         DaskHelmSubmitter(**common),
@@ -90,7 +93,7 @@ def test_plugins_import_and_build_without_pandaharvester() -> None:
         assert "pandaharvester" not in sys.modules
         assert not plugin_base.harvester_available()
     plugin = DaskHelmMonitor(queueName="GOOGLE_DASK", namespace="ns1", nProcesses="8", dbInterface=object())
-    assert plugin.queueName == "GOOGLE_DASK"  # type: ignore[attr-defined]
+    assert vars(plugin)["queueName"] == "GOOGLE_DASK"  # set by Harvester's PluginBase from the configuration
     assert plugin.n_threads == 8
     assert plugin._service is None  # nothing built at construction
 
@@ -103,6 +106,7 @@ def test_building_the_service_runs_neither_helm_nor_the_api(monkeypatch: pytest.
     plugin = DaskHelmSubmitter(queueName="GOOGLE_DASK", namespace="ns1", helmExecutable="/nonexistent/helm")
     service = plugin.service
     assert service.settings.namespace == "ns1"
+    assert isinstance(service.helm, Helm) and isinstance(service.kube, Kube)
     assert service.helm._client is None
     assert service.kube._api is None
     assert plugin.service is service  # built once per plugin object
@@ -264,9 +268,9 @@ def test_submit_success_sets_batch_id_and_namespace_attribute() -> None:
     assert ws.session["pandaid"] == 4242
     assert ws.session["submitted"] == NOW.isoformat()
     assert ws.status_calls == []  # the body sets the status, never the plugin
-    assert helm.calls == [("status", NS, "dask-4242"), ("install", NS, "dask-4242")]  # type: ignore[attr-defined]
-    assert helm.values[(NS, "dask-4242")]["job"]["harvesterWorkerId"] == "7"  # type: ignore[attr-defined]
-    assert kube.lists() == 0  # never waits for pods  # type: ignore[attr-defined]
+    assert helm.calls == [("status", NS, "dask-4242"), ("install", NS, "dask-4242")]
+    assert helm.values[(NS, "dask-4242")]["job"]["harvesterWorkerId"] == "7"
+    assert kube.lists() == 0  # never waits for pods
     assert "4242" in message and "batch" in message
 
 
@@ -288,7 +292,7 @@ def test_submit_returns_one_result_per_workspec_in_order() -> None:
     assert "2 jobs" in results[2][1] and "OneToOne" in results[2][1]
     assert "0 jobs" in results[3][1] and "0 jobs" in results[4][1]
     assert "PandaID" in results[1][1]
-    assert helm.count("install") == 2  # type: ignore[attr-defined]
+    assert helm.count("install") == 2
     assert all(ws.status_calls == [] for ws in workspecs)
 
 
@@ -309,13 +313,13 @@ def test_bad_job_is_a_permanent_failure_and_creates_nothing(fields: dict[str, ob
     assert ok is False
     assert "not retried" in message
     assert ws.batchID is None and ws.workAttributes is None
-    assert helm.calls == []  # type: ignore[attr-defined]
-    assert kube.requests == 0  # type: ignore[attr-defined]
+    assert helm.calls == []
+    assert kube.requests == 0
 
 
 def test_secret_values_never_appear_in_messages() -> None:
     submitter, _, _, helm, _ = plugins()
-    helm.install_error = helm_mod.HelmError("helm install: boom")  # type: ignore[attr-defined]
+    helm.fail_install = helm_mod.HelmError("helm install: boom")
     ws = worker(1, 5006, daskMode="interactive", secrets={"password": "Sup3r-Secret-Pw"})
     [(ok, message)] = submitter.submit_workers([ws])
     assert ok is None
@@ -333,7 +337,7 @@ def test_secret_values_never_appear_in_messages() -> None:
 )
 def test_temporary_failures_return_none(where: str, error: Exception) -> None:
     submitter, _, _, helm, _ = plugins()
-    setattr(helm, f"{where}_error", error)
+    setattr(helm, f"fail_{where}", error)
     ws = worker(1, 6006)
     [(ok, message)] = submitter.submit_workers([ws])
     assert ok is None
@@ -344,12 +348,12 @@ def test_temporary_failures_return_none(where: str, error: Exception) -> None:
 
 def test_unreachable_cluster_at_secret_creation_is_temporary() -> None:
     submitter, _, _, helm, kube = plugins()
-    kube.down = True  # type: ignore[attr-defined]
+    kube.unavailable = True
     ws = worker(1, 6007, daskMode="interactive", secrets={"password": "Sup3r-Secret-Pw"})
     [(ok, message)] = submitter.submit_workers([ws])
     assert ok is None
     assert "KubeUnavailable" in message
-    assert helm.count("install") == 0  # type: ignore[attr-defined]
+    assert helm.count("install") == 0
 
 
 def test_submit_is_idempotent() -> None:
@@ -361,7 +365,7 @@ def test_submit_is_idempotent() -> None:
     assert ok is True
     assert again.batchID == first.batchID == "dask-7007"
     assert "existing" in message
-    assert helm.count("install") == 1  # type: ignore[attr-defined]
+    assert helm.count("install") == 1
 
 
 def test_retried_attempt_gets_its_own_release() -> None:
@@ -393,10 +397,10 @@ def test_monitor_maps_every_session_state() -> None:
     }
     workspecs = []
     for pandaid, (fixture, _, _) in cases.items():
-        kube.add(fixture_pods(fixture, pandaid))  # type: ignore[attr-defined]
-        helm.deploy("dask-sessions", f"dask-{pandaid}")  # type: ignore[attr-defined]
+        kube.add(fixture_pods(fixture, pandaid))
+        helm.deploy("dask-sessions", f"dask-{pandaid}")
         workspecs.append(submitted_worker(pandaid, pandaid, "dask-sessions"))
-    kube.add(with_pilot_exit(fixture_pods("batch-finished", 108), 3))  # type: ignore[attr-defined]
+    kube.add(with_pilot_exit(fixture_pods("batch-finished", 108), 3))
     workspecs.append(submitted_worker(108, 108, "dask-sessions"))
     gone = submitted_worker(109, 109, "dask-sessions")
     gone.set_work_attributes(
@@ -453,8 +457,8 @@ def test_monitor_reports_a_worker_marked_to_kill_cancelled_once_its_release_is_g
 
 def test_monitor_puts_addresses_and_timings_in_the_attributes() -> None:
     _, monitor, _, _, kube = plugins(namespace="dask-sessions")
-    kube.add(fixture_pods("interactive-staged", 201))  # type: ignore[attr-defined]
-    kube.add(fixture_pods("batch-finished", 202))  # type: ignore[attr-defined]
+    kube.add(fixture_pods("interactive-staged", 201))
+    kube.add(fixture_pods("batch-finished", 202))
     interactive, batch = submitted_worker(1, 201, "dask-sessions"), submitted_worker(2, 202, "dask-sessions")
     ok, _ = monitor.check_workers([interactive, batch])
     assert ok
@@ -484,31 +488,31 @@ def test_monitor_lists_once_per_namespace_whatever_the_chunk() -> None:
     workspecs = []
     for i in range(30):
         ns = f"ns-{i % 3}"
-        kube.add(fixture_pods("batch-running", 300 + i, ns))  # type: ignore[attr-defined]
+        kube.add(fixture_pods("batch-running", 300 + i, ns))
         workspecs.append(submitted_worker(i, 300 + i, ns))
     ok, results = monitor.check_workers(workspecs)
     assert ok
     assert [s for s, _ in results] == [WorkSpec.ST_running] * 30
-    assert kube.requests == 3  # type: ignore[attr-defined]
-    assert sorted(ns for _, ns in kube.calls) == ["ns-0", "ns-1", "ns-2"]  # type: ignore[attr-defined]
-    assert helm.calls == []  # type: ignore[attr-defined]
+    assert kube.requests == 3
+    assert sorted(ns for _, ns in kube.calls) == ["ns-0", "ns-1", "ns-2"]
+    assert helm.calls == []
 
 
 def test_monitor_asks_no_events_for_failing_sessions() -> None:
     _, monitor, _, _, kube = plugins(namespace="dask-sessions")
     for pandaid in range(401, 406):
-        kube.add(fixture_pods("image-pull-backoff", pandaid))  # type: ignore[attr-defined]
+        kube.add(fixture_pods("image-pull-backoff", pandaid))
     ok, _ = monitor.check_workers([submitted_worker(p, p, "dask-sessions") for p in range(401, 406)])
     assert ok
-    assert kube.calls == [("list_pods", "dask-sessions")]  # type: ignore[attr-defined]
+    assert kube.calls == [("list_pods", "dask-sessions")]
 
 
 def test_unreachable_cluster_fails_the_whole_check_and_touches_nothing() -> None:
     _, monitor, _, _, kube = plugins()
-    kube.add(fixture_pods("batch-finished", 501, "a"))  # type: ignore[attr-defined]
+    kube.add(fixture_pods("batch-finished", 501, "a"))
     workspecs = [submitted_worker(1, 501, "a"), submitted_worker(2, 502, "b")]
     before = [dict(ws.workAttributes or {}) for ws in workspecs]
-    kube.down = True  # type: ignore[attr-defined]
+    kube.unavailable = True
     assert monitor.check_workers(workspecs) == (False, [])
     assert [ws.workAttributes for ws in workspecs] == before
     assert all(ws.errorCode is None and ws.status_calls == [] for ws in workspecs)
@@ -516,23 +520,23 @@ def test_unreachable_cluster_fails_the_whole_check_and_touches_nothing() -> None
 
 def test_outage_of_the_second_namespace_updates_no_worker_of_the_first() -> None:
     _, monitor, _, _, kube = plugins()
-    kube.add(fixture_pods("batch-finished", 511, "a"))  # type: ignore[attr-defined]
+    kube.add(fixture_pods("batch-finished", 511, "a"))
     first, second = submitted_worker(1, 511, "a"), submitted_worker(2, 512, "b")
-    original = kube.list_pods_at  # type: ignore[attr-defined]
+    original = kube.list_pods_at
 
-    def flaky(namespace: str, selector: str = "") -> tuple[list[dict[str, object]], object]:
+    def flaky(namespace: str, selector: str = "") -> tuple[list[dict[str, Any]], datetime | None]:
         if namespace == "b":
             raise KubeUnavailable("GET pods: cluster unreachable")
-        return original(namespace)  # type: ignore[no-any-return]
+        return original(namespace)
 
-    kube.list_pods_at = flaky  # type: ignore[attr-defined]
+    kube.list_pods_at = flaky  # type: ignore[method-assign]
     assert monitor.check_workers([first, second]) == (False, [])
     assert first.errorCode is None and "phase" not in first.session
 
 
 def test_worker_without_batch_id_is_cancelled_as_never_submitted() -> None:
     _, monitor, _, _, kube = plugins()
-    kube.add(fixture_pods("batch-running", 601, NS))  # type: ignore[attr-defined]
+    kube.add(fixture_pods("batch-running", 601, NS))
     orphan = worker(1, 600)
     healthy = submitted_worker(2, 601)
     ok, results = monitor.check_workers([orphan, healthy])
@@ -542,21 +546,21 @@ def test_worker_without_batch_id_is_cancelled_as_never_submitted() -> None:
     assert results[1][0] == WorkSpec.ST_running
     ok, results = monitor.check_workers([worker(3, 602)])
     assert ok and results[0][0] == WorkSpec.ST_cancelled
-    assert kube.requests == 1  # type: ignore[attr-defined]
+    assert kube.requests == 1
 
 
 def test_namespace_comes_from_the_worker_not_the_current_configuration() -> None:
     _, monitor, _, _, kube = plugins(namespace="new-ns")
-    kube.add(fixture_pods("batch-running", 701, "old-ns"))  # type: ignore[attr-defined]
+    kube.add(fixture_pods("batch-running", 701, "old-ns"))
     ok, results = monitor.check_workers([submitted_worker(1, 701, "old-ns")])
     assert ok and results[0][0] == WorkSpec.ST_running
-    assert kube.calls == [("list_pods", "old-ns")]  # type: ignore[attr-defined]
+    assert kube.calls == [("list_pods", "old-ns")]
 
 
 def test_batch_id_forms_without_attribute() -> None:
     _, monitor, sweeper, _, kube = plugins(namespace="conf-ns")
-    kube.add(fixture_pods("batch-running", 801, "other"))  # type: ignore[attr-defined]
-    kube.add(fixture_pods("batch-running", 802, "conf-ns"))  # type: ignore[attr-defined]
+    kube.add(fixture_pods("batch-running", 801, "other"))
+    kube.add(fixture_pods("batch-running", 802, "conf-ns"))
     slash = worker(1, 801)
     slash.batchID = "other/dask-801"
     bare = worker(2, 802)
@@ -570,7 +574,7 @@ def test_batch_id_forms_without_attribute() -> None:
 
 def test_monitor_writes_attributes_only_when_they_change() -> None:
     _, monitor, _, _, kube = plugins(namespace="dask-sessions")
-    kube.add(fixture_pods("batch-running", 901))  # type: ignore[attr-defined]
+    kube.add(fixture_pods("batch-running", 901))
     ws = submitted_worker(1, 901, "dask-sessions")
     monitor.check_workers([ws])
     assert "workAttributes" in ws.updated
@@ -582,7 +586,7 @@ def test_monitor_writes_attributes_only_when_they_change() -> None:
 def test_monitor_empty_chunk() -> None:
     _, monitor, _, _, kube = plugins()
     assert monitor.check_workers([]) == (True, [])
-    assert kube.requests == 0  # type: ignore[attr-defined]
+    assert kube.requests == 0
 
 
 def test_startup_timeout_is_reported_as_failed_from_the_same_list() -> None:
@@ -608,18 +612,18 @@ def test_kill_workers_is_idempotent_and_cheap_once_gone() -> None:
     workspecs = [worker(i, 1100 + i) for i in range(1, 4)]
     assert [r[0] for r in submitter.submit_workers(workspecs)] == [True] * 3
     for ws in workspecs:
-        kube.add(fixture_pods("batch-running", ws.session["pandaid"], NS))  # type: ignore[attr-defined]
+        kube.add(fixture_pods("batch-running", ws.session["pandaid"], NS))
     first = sweeper.kill_workers(workspecs)
     assert [ok for ok, _ in first] == [True] * 3
     assert all("uninstalled" in message for _, message in first)
-    assert kube.pods[NS] == []  # type: ignore[attr-defined]
-    uninstalls = helm.count("uninstall")  # type: ignore[attr-defined]
-    requests = kube.requests  # type: ignore[attr-defined]
+    assert kube.of_kind(NS, "Pod") == []
+    uninstalls = helm.count("uninstall")
+    requests = kube.requests
     again = sweeper.kill_workers(workspecs)
     assert [ok for ok, _ in again] == [True] * 3
     assert all("already gone" in message for _, message in again)
-    assert helm.count("uninstall") == uninstalls  # no uninstall of a missing release  # type: ignore[attr-defined]
-    per_worker = (kube.requests - requests) / 3  # type: ignore[attr-defined]
+    assert helm.count("uninstall") == uninstalls  # no uninstall of a missing release
+    per_worker = (kube.requests - requests) / 3
     assert per_worker <= 1 + 2 * len(LEFTOVER_KINDS)  # the Secret delete + LIST (and delete) per kind
     assert all(ws.status_calls == [] for ws in workspecs)
 
@@ -634,7 +638,7 @@ def test_kill_worker_single_form_and_missing_batch_id() -> None:
     ok, message = sweeper.kill_worker(ws)
     assert ok is True and "already gone" in message
     assert sweeper.sweep_worker(worker(3, 1202))[0] is True
-    assert helm.count("uninstall") == 0  # type: ignore[attr-defined]
+    assert helm.count("uninstall") == 0
 
 
 def test_kill_results_are_in_order_with_threads() -> None:
@@ -643,7 +647,7 @@ def test_kill_results_are_in_order_with_threads() -> None:
     workspecs.insert(5, worker(99, 1399))
     for ws in workspecs[::2]:
         if ws.batchID:
-            helm.deploy(NS, ws.batchID)  # type: ignore[attr-defined]
+            helm.deploy(NS, ws.batchID)
     results = sweeper.kill_workers(workspecs)
     assert len(results) == 11
     for ws, (ok, message) in zip(workspecs, results, strict=True):
@@ -657,15 +661,15 @@ def test_kill_results_are_in_order_with_threads() -> None:
 def test_kill_during_an_outage_fails_and_can_be_repeated() -> None:
     _, _, sweeper, helm, kube = plugins()
     ws = submitted_worker(1, 1401)
-    helm.deploy(NS, "dask-1401")  # type: ignore[attr-defined]
-    helm.status_error = HELM_UNAVAILABLE  # type: ignore[attr-defined]
+    helm.deploy(NS, "dask-1401")
+    helm.fail_status = HELM_UNAVAILABLE
     ok, message = sweeper.kill_workers([ws])[0]
     assert ok is False and "HelmUnavailable" in message
-    helm.status_error = None  # type: ignore[attr-defined]
-    kube.down = True  # type: ignore[attr-defined]
+    helm.fail_status = None
+    kube.unavailable = True
     ok, message = sweeper.kill_workers([ws])[0]
     assert ok is False and "KubeUnavailable" in message
-    kube.down = False  # type: ignore[attr-defined]
+    kube.unavailable = False
     assert sweeper.kill_workers([ws])[0][0] is True
 
 
@@ -673,22 +677,22 @@ def test_sweep_worker_true_only_when_nothing_remains() -> None:
     _, _, sweeper, helm, kube = plugins()
     clean, dirty = submitted_worker(1, 1501), submitted_worker(2, 1502)
     for pandaid in (1501, 1502):
-        helm.deploy(NS, f"dask-{pandaid}")  # type: ignore[attr-defined]
-        kube.add(fixture_pods("batch-finished", pandaid, NS))  # type: ignore[attr-defined]
-    kube.stubborn.add("dask-1502")  # type: ignore[attr-defined]
+        helm.deploy(NS, f"dask-{pandaid}")
+        kube.add(fixture_pods("batch-finished", pandaid, NS))
+    kube.stubborn.add("dask-1502")
     ok, message = sweeper.sweep_worker(clean)
     assert ok is True and "nothing left" in message
     ok, message = sweeper.sweep_worker(dirty)
     assert ok is False
     assert "still present" in message and "Pod/dask-1502-scheduler" in message
-    kube.stubborn.clear()  # type: ignore[attr-defined]
+    kube.stubborn.clear()
     assert sweeper.sweep_worker(dirty)[0] is True
 
 
 def test_uninstall_failure_is_reported_not_raised() -> None:
     _, _, sweeper, helm, _ = plugins()
-    helm.deploy(NS, "dask-1601")  # type: ignore[attr-defined]
-    helm.uninstall_error = HELM_TIMEOUT  # type: ignore[attr-defined]
+    helm.deploy(NS, "dask-1601")
+    helm.fail_uninstall = HELM_TIMEOUT
     ws = submitted_worker(1, 1601)
     assert sweeper.kill_worker(ws)[0] is False
     assert sweeper.sweep_worker(ws)[0] is False
@@ -700,7 +704,7 @@ def test_uninstall_failure_is_reported_not_raised() -> None:
 
 def test_cycle_submit_monitor_kill_sweep() -> None:
     submitter, monitor, sweeper, helm, kube = plugins(threads=2)
-    helm.install_pods = lambda release, ns: fixture_pods(  # type: ignore[attr-defined]
+    helm.install_pods = lambda release, ns: fixture_pods(
         "batch-running", release.removeprefix("dask-"), ns
     )
     workspecs = [worker(i + 1, 1700 + i) for i in range(4)]
@@ -708,10 +712,10 @@ def test_cycle_submit_monitor_kill_sweep() -> None:
     ok, results = monitor.check_workers(workspecs)
     assert ok and [s for s, _ in results] == [WorkSpec.ST_running] * 4
     # job 0 finishes, job 1's pilot fails, job 2 is killed in the middle, job 3 keeps running
-    kube.remove_release(NS, "dask-1700")  # type: ignore[attr-defined]
-    kube.add(fixture_pods("batch-finished", 1700, NS))  # type: ignore[attr-defined]
-    kube.remove_release(NS, "dask-1701")  # type: ignore[attr-defined]
-    kube.add(with_pilot_exit(fixture_pods("batch-finished", 1701, NS), 42))  # type: ignore[attr-defined]
+    kube.remove_release(NS, "dask-1700")
+    kube.add(fixture_pods("batch-finished", 1700, NS))
+    kube.remove_release(NS, "dask-1701")
+    kube.add(with_pilot_exit(fixture_pods("batch-finished", 1701, NS), 42))
     assert sweeper.kill_workers([workspecs[2]])[0][0] is True
     ok, results = monitor.check_workers(workspecs)
     assert ok
@@ -725,8 +729,8 @@ def test_cycle_submit_monitor_kill_sweep() -> None:
     # clean-up time: every worker is killed again, then swept
     assert [ok for ok, _ in sweeper.kill_workers(workspecs)] == [True] * 4
     assert [sweeper.sweep_worker(ws)[0] for ws in workspecs] == [True] * 4
-    assert kube.pods[NS] == []  # type: ignore[attr-defined]
-    assert helm.releases == {}  # type: ignore[attr-defined]
+    assert kube.of_kind(NS, "Pod") == []
+    assert helm.releases == {}
     assert all(ws.status_calls == [] for ws in workspecs)
 
 
@@ -762,7 +766,7 @@ def test_harvester_id_reaches_the_pilot_values() -> None:
 
     settings = settings_from_params({"queueName": "GOOGLE_DASK", "harvesterID": "CERN_central_k8s"})
     assert settings.harvester_id == "CERN_central_k8s"
-    svc = SessionService(settings, helm=object(), kube=object())  # type: ignore[arg-type]
+    svc = SessionService(settings, helm=FakeHelm(), kube=FakeKube())
     _, rendered = svc.render(JobSpec(example_params()))
     assert rendered.values["job"]["harvesterId"] == "CERN_central_k8s"
 
@@ -823,13 +827,13 @@ def test_the_external_jupyterlab_url_reaches_the_fields_panda_receives() -> None
     import json
 
     _, monitor, _, _, kube = plugins(namespace="dask-sessions")
-    kube.add(fixture_pods("interactive-staged", 201))  # type: ignore[attr-defined]
-    kube.add(fixture_pods("batch-running", 202))  # type: ignore[attr-defined]
-    kube.services["dask-sessions"] = [_lb_service("dask-201", "dask-sessions", "192.0.2.201")]  # type: ignore[attr-defined]
+    kube.add(fixture_pods("interactive-staged", 201))
+    kube.add(fixture_pods("batch-running", 202))
+    kube.add([_lb_service("dask-201", "dask-sessions", "192.0.2.201")], kind="Service")
     interactive, batch = submitted_worker(1, 201, "dask-sessions"), submitted_worker(2, 202, "dask-sessions")
     ok, results = monitor.check_workers([interactive, batch])
     assert ok
-    assert kube.calls == [("list_pods", "dask-sessions"), ("list_services", "dask-sessions")]  # type: ignore[attr-defined]
+    assert kube.calls == [("list_pods", "dask-sessions"), ("list_services", "dask-sessions")]
     (status, diag), (_, batch_diag) = results
     url = "http://192.0.2.201:8888/"
     assert status == WorkSpec.ST_running
@@ -866,7 +870,7 @@ def test_the_external_jupyterlab_url_reaches_the_fields_panda_receives() -> None
 
 def test_the_url_goes_to_panda_only_while_the_session_runs() -> None:
     _, monitor, _, _, kube = plugins(namespace="dask-sessions")
-    kube.add(fixture_pods("image-pull-backoff", 203))  # type: ignore[attr-defined]
+    kube.add(fixture_pods("image-pull-backoff", 203))
     ws = submitted_worker(3, 203, "dask-sessions")
     ok, [(status, diag)] = monitor.check_workers([ws])
     assert ok and status != WorkSpec.ST_running
@@ -878,14 +882,14 @@ def test_many_interactive_sessions_cost_one_service_list_per_namespace() -> None
     workspecs = []
     for i in range(20):
         ns = f"ns-{i % 2}"
-        kube.add(fixture_pods("interactive-staged", 600 + i, ns))  # type: ignore[attr-defined]
-        kube.services.setdefault(ns, []).append(_lb_service(f"dask-{600 + i}", ns, f"192.0.2.{i}"))  # type: ignore[attr-defined]
+        kube.add(fixture_pods("interactive-staged", 600 + i, ns))
+        kube.add([_lb_service(f"dask-{600 + i}", ns, f"192.0.2.{i}")], kind="Service")
         workspecs.append(submitted_worker(i, 600 + i, ns))
     ok, results = monitor.check_workers(workspecs)
     assert ok
     assert [d.split(";")[0] for _, d in results] == [f"JupyterLab: http://192.0.2.{i}:8888/" for i in range(20)]
-    assert kube.requests == 4  # type: ignore[attr-defined]
-    assert sorted(kube.calls) == [  # type: ignore[attr-defined]
+    assert kube.requests == 4
+    assert sorted(kube.calls) == [
         ("list_pods", "ns-0"),
         ("list_pods", "ns-1"),
         ("list_services", "ns-0"),

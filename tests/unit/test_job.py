@@ -30,8 +30,9 @@ from orchestrator.job import (
     release_name,
 )
 from tests.chart.jobs import job_with_input_files
+from tests.doubles import example_params
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 EXAMPLE = DATA / "harvester-example-pandaJobData.json"
 PANDAID = 1759473585
 PASSWORD = "S3cr3t-Pa55w0rd-xyzzy"
@@ -40,19 +41,12 @@ LIMITS = QueueLimits(min_workers=1, max_workers=10, default_workers=3, default_m
 
 def example_job() -> dict[str, Any]:
     """The bare job dict of the shared example (a fresh copy per test)."""
-    wrapped = json.loads(EXAMPLE.read_text())
-    return dict(wrapped[str(PANDAID)])
+    return example_params()
 
 
 def job(**fields: Any) -> dict[str, Any]:
     """The example job with fields replaced (None removes a field)."""
-    params = example_job()
-    for key, value in fields.items():
-        if value is None:
-            params.pop(key, None)
-        else:
-            params[key] = value
-    return params
+    return example_params(**fields)
 
 
 def interactive(**fields: Any) -> dict[str, Any]:

@@ -180,7 +180,7 @@ def test_container_statuses_keep_only_the_fields_the_rules_read() -> None:
 
 def test_the_reduced_pods_derive_the_same_states_as_the_whole_ones() -> None:
     from orchestrator.session import derive_session, group_pods_by_release
-    from tests.unit.harvester_doubles import NOW, fixture_pods
+    from tests.doubles import NOW, fixture_pods
 
     items = [p for name in ("batch-running", "image-pull-backoff", "worker-terminating") for p in fixture_pods(name, 11)]
     whole, _ = kube(FakeApi({"items": items})).list_pods_at("ns")

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.orphans import JOB_TRACKING_FINALIZER, held_pods, orphaned
 from orchestrator.service import SessionService, Settings
-from tests.unit.fakes import FakeHelm, FakeKube, pod
+from tests.doubles import FakeHelm, FakeKube, pod
 
 pytestmark = pytest.mark.unit
 
@@ -36,7 +36,7 @@ def job(uid: str) -> dict[str, Any]:
 def make(**settings: Any) -> tuple[SessionService, FakeKube]:
     kube = FakeKube()
     svc = SessionService(
-        Settings(namespace="ns", **settings), helm=FakeHelm(), kube=kube, sleep=lambda _: None  # type: ignore[arg-type]
+        Settings(namespace="ns", **settings), helm=FakeHelm(), kube=kube, sleep=lambda _: None
     )
     return svc, kube
 

@@ -19,11 +19,11 @@ from orchestrator.harvester import queue_params
 from orchestrator.service import SessionService, Settings
 from orchestrator.values import ValuesError
 from tests.conftest import CHART, ROOT, VALUES_DIR
-from tests.unit.fakes import FakeHelm, FakeKube
+from tests.doubles import FakeHelm, FakeKube
 
 pytestmark = pytest.mark.unit
 
-JOB = ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json"
+JOB = ROOT / "tests" / "data" / "harvester-example-pandaJobData.json"
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
 
 
@@ -84,7 +84,7 @@ def site(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_settings_name_the_values_dir_and_the_chart(site: tuple[Path, Path]) -> None:
     values, chart = site
-    service = SessionService(Settings(values_dir=values, chart=chart), helm=FakeHelm(), kube=FakeKube())  # type: ignore[arg-type]
+    service = SessionService(Settings(values_dir=values, chart=chart), helm=FakeHelm(), kube=FakeKube())
     config = service.queue("SITE_QUEUE")
     assert config.name == "SITE_QUEUE"
     assert config.files == (values / "SITE_QUEUE.yaml",)
@@ -99,10 +99,10 @@ def test_the_values_are_checked_against_the_named_charts_schema(site: tuple[Path
     schema = yaml.safe_load((chart / "values.schema.json").read_text(encoding="utf-8"))
     schema["properties"]["queue"]["properties"]["name"]["enum"] = ["ONLY_THIS"]
     (chart / "values.schema.json").write_text(json.dumps(schema), encoding="utf-8")
-    service = SessionService(Settings(values_dir=values, chart=chart), helm=FakeHelm(), kube=FakeKube())  # type: ignore[arg-type]
+    service = SessionService(Settings(values_dir=values, chart=chart), helm=FakeHelm(), kube=FakeKube())
     with pytest.raises(ValuesError, match=r"queue\.name"):
         service.render(yaml.safe_load(JOB.read_text(encoding="utf-8")), queue="SITE_QUEUE")
-    SessionService(Settings(values_dir=values), helm=FakeHelm(), kube=FakeKube()).render(  # type: ignore[arg-type]
+    SessionService(Settings(values_dir=values), helm=FakeHelm(), kube=FakeKube()).render(
         yaml.safe_load(JOB.read_text(encoding="utf-8")), queue="SITE_QUEUE"
     )
 
@@ -134,7 +134,7 @@ def test_cli_renders_with_a_values_dir_and_chart_from_the_environment(
 
     def service() -> SessionService:
         seen.append(cli.CTX.settings)
-        return SessionService(cli.CTX.settings, helm=FakeHelm(), kube=FakeKube())  # type: ignore[arg-type]
+        return SessionService(cli.CTX.settings, helm=FakeHelm(), kube=FakeKube())
 
     monkeypatch.setattr(cli, "service", service)
     monkeypatch.setenv("DPS_VALUES_DIR", str(values))

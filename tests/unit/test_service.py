@@ -19,9 +19,9 @@ from orchestrator.submit_lock import ANN_SUBMIT_ID
 from orchestrator.tls import TLS_KEYS
 from orchestrator.values import DEFINITION_KEY
 from tests.conftest import ROOT
-from tests.unit.fakes import FakeHelm, FakeKube, pod, session_pods
+from tests.doubles import FakeHelm, FakeKube, pod, session_pods
 
-EXAMPLE = json.loads((ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json").read_text())
+EXAMPLE = json.loads((ROOT / "tests" / "data" / "harvester-example-pandaJobData.json").read_text())
 NOW = datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
 PASSWORD = "c0rrect-horse-battery"
 
@@ -31,7 +31,7 @@ def make(**settings: Any) -> tuple[SessionService, FakeHelm, FakeKube]:
     svc = SessionService(
         Settings(namespace="ns", **settings), helm=helm, kube=kube, clock=lambda: NOW, sleep=lambda _: None
     )
-    return svc, helm, kube  # type: ignore[arg-type]
+    return svc, helm, kube
 
 
 def interactive() -> dict[str, Any]:
@@ -233,7 +233,7 @@ def test_observe_judges_on_the_api_servers_date(host_offset: timedelta) -> None:
     state = svc.observe()["dask-8"]
     assert (state.phase, state.reason) == (Phase.RUNNING, None)
     # the Date came with the pod LIST: no clock request; the one other is the JupyterLab Services'
-    assert kube.lists == [("pods", "ns"), ("services", "ns")] and kube.requests == 2
+    assert kube.calls == [("list_pods", "ns"), ("list_services", "ns")] and kube.requests == 2
 
 
 def test_observe_without_a_date_falls_back_to_the_host_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
@@ -294,7 +294,7 @@ def _orphan(kube: FakeKube, release: str, created: str = "2026-11-28T09:00:00Z")
     labels = {"app.kubernetes.io/name": "dask-panda-session", "app.kubernetes.io/instance": release}
     kube.put(
         "ns",
-        "ConfigMap",
+        "Service",
         {"metadata": {"name": f"{release}-x", "labels": labels, "creationTimestamp": created}},
     )
 
@@ -307,7 +307,7 @@ def test_gc_goes_on_past_a_failing_release() -> None:
 
     def flaky(namespace: str, selector: str, kinds: Any = ()) -> int:
         if selector.endswith("=dask-2"):
-            raise KubeError("DELETE configmaps/dask-2-x: 403 Forbidden")
+            raise KubeError("DELETE services/dask-2-x: 403 Forbidden")
         return original(namespace, selector)
 
     kube.delete_labelled = flaky  # type: ignore[method-assign]
@@ -383,7 +383,7 @@ def test_observe_reports_the_external_jupyterlab_url_with_one_service_list_for_a
             kube.put("ns", "Pod", p)
         kube.put("ns", "Service", _jupyterlab_service(release, f"192.0.2.{i}" if i != 9 else None))
     states = svc.observe()
-    assert kube.lists == [("pods", "ns"), ("services", "ns")]  # never one per session
+    assert kube.calls == [("list_pods", "ns"), ("list_services", "ns")]  # never one per session
     assert states["dask-101"].jupyter_url == "http://192.0.2.1:8888/"
     assert states["dask-101"].dashboard_url == "http://192.0.2.1:8888/dask/status"
     assert states["dask-109"].jupyter_url is None  # its LoadBalancer has no address yet
@@ -396,7 +396,7 @@ def test_observe_lists_no_service_without_an_interactive_session_going() -> None
     for p in session_pods("dask-1"):
         kube.put("ns", "Pod", p)
     svc.observe()
-    assert kube.lists == [("pods", "ns")]
+    assert kube.calls == [("list_pods", "ns")]
 
 
 def test_a_refused_service_list_keeps_the_rendered_urls(caplog: pytest.LogCaptureFixture) -> None:

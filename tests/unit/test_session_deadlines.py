@@ -24,7 +24,7 @@ from orchestrator.session import (
     check_deadlines,
     deadline_verdict,
 )
-from tests.unit.fakes import FakeHelm, FakeKube
+from tests.doubles import FakeHelm, FakeKube
 from tests.unit.pod_builders import (
     LEASE,
     LIFETIME,
@@ -278,7 +278,7 @@ def _service() -> tuple[SessionService, FakeHelm, FakeKube]:
     helm, kube = FakeHelm(), FakeKube()
     svc = SessionService(
         Settings(namespace=NS), helm=helm, kube=kube, clock=lambda: at(0), sleep=lambda _: None
-    )  # type: ignore[arg-type]
+    )
     return svc, helm, kube
 
 

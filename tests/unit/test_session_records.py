@@ -20,7 +20,7 @@ from orchestrator.kube import Kube, PodRecord
 from orchestrator.session import derive_session, group_pods_by_release
 from orchestrator.session.deadlines import apply_deadline
 from orchestrator.session.pods import PodView, read_pod
-from tests.unit.harvester_doubles import NOW, PODS
+from tests.doubles import NOW, PODS
 from tests.unit.test_kube import FakeApi
 
 pytestmark = pytest.mark.unit

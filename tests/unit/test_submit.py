@@ -26,9 +26,9 @@ from orchestrator.submit_lock import ANN_SUBMIT_ID, ANN_WORKER_ID, STALE_MARGIN_
 from orchestrator.tls import TLS_KEYS
 from orchestrator.values import DEFINITION_KEY
 from tests.conftest import ROOT
-from tests.unit.fakes import SERVER_NOW, FakeHelm, FakeKube
+from tests.doubles import SERVER_NOW, FakeHelm, FakeKube
 
-EXAMPLE = json.loads((ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json").read_text())
+EXAMPLE = json.loads((ROOT / "tests" / "data" / "harvester-example-pandaJobData.json").read_text())
 RELEASE = "dask-1759473585"
 SECRET = f"{RELEASE}-secret"
 KEY = ("ns", RELEASE)
@@ -47,8 +47,8 @@ def service(
 ) -> SessionService:
     return SessionService(
         Settings(namespace="ns", install_timeout=INSTALL_TIMEOUT, **settings),
-        helm=helm,  # type: ignore[arg-type]
-        kube=kube,  # type: ignore[arg-type]
+        helm=helm,
+        kube=kube,
         clock=clock,
         sleep=sleep,
     )
@@ -173,8 +173,8 @@ def test_a_failed_install_undoes_exactly_what_this_call_made() -> None:
     assert KEY not in helm.releases
     assert ("uninstall-no-hooks", "ns", RELEASE) in helm.calls
     assert kube.objects.get("ns", {}) == {}
-    made = kube.secrets_written and [d for d in kube.deleted if d[0] == "Secret"]
-    assert made and all(uid is not None for _, _, uid in made)  # deleted by uid, never by name only
+    made = [d for d in kube.deleted if d[0] == "Secret"]
+    assert kube.secrets_written and made and all(uid is not None for _, _, uid in made)  # deleted by uid, never by name only
 
 
 # -- what a submit finds --------------------------------------------------------------------------

@@ -20,19 +20,12 @@ from orchestrator.helm import HelmError, HelmReleaseInfo, HelmRenderError
 from orchestrator.job import release_name
 from orchestrator.jobdirs import GC_SCRIPT, DirectoryCounts, parse_counts
 from orchestrator.kube import Kind
-from orchestrator.service import (
-    ANN_PENDING_DIRECTORY,
-    GC_JOB_NAME,
-    SessionService,
-    Settings,
-    job_directory_of,
-    pending_cleanup_name,
-)
+from orchestrator.names import ANN_PENDING_DIRECTORY, GC_JOB_NAME, pending_cleanup_name
+from orchestrator.service import SessionService, Settings, job_directory_of
 from tests.conftest import ROOT
-from tests.unit.fakes import FakeHelm, FakeKube, pod
-from tests.unit.harvester_doubles import WorkSpec, worker
+from tests.doubles import FakeHelm, FakeKube, WorkSpec, pod, worker
 
-EXAMPLE = json.loads((ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json").read_text())
+EXAMPLE = json.loads((ROOT / "tests" / "data" / "harvester-example-pandaJobData.json").read_text())
 PANDAID = int(next(iter(EXAMPLE)))
 RELEASE = release_name(PANDAID)
 NOW = datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
@@ -107,8 +100,8 @@ def make(queue: str = "GOOGLE_DASK", **settings: Any) -> tuple[SessionService, R
     helm, kube = RecordingHelm(), CleanupKube()
     svc = SessionService(
         Settings(namespace="ns", queue=queue, verify_timeout=0.2, cleanup_timeout=0.2, **settings),
-        helm=helm,  # type: ignore[arg-type]
-        kube=kube,  # type: ignore[arg-type]
+        helm=helm,
+        kube=kube,
         clock=lambda: NOW,
         sleep=lambda _: None,
     )

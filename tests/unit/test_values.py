@@ -25,7 +25,7 @@ from orchestrator.values import (
 from tests.chart.jobs import job_with_input_files
 from tests.conftest import ROOT
 
-EXAMPLE = json.loads((ROOT / "tests" / "unit" / "data" / "harvester-example-pandaJobData.json").read_text())
+EXAMPLE = json.loads((ROOT / "tests" / "data" / "harvester-example-pandaJobData.json").read_text())
 PASSWORD = "Tr0ub4dor&3-horse"
 
 
