@@ -25,7 +25,14 @@ from tests.cluster.conftest import (
     wait_for,
 )
 from tests.cluster.sessions import prepare_namespace
-from tests.faults.inject import apiserver_ready, helm_processes, start_apiserver, stray_helm
+from tests.faults.inject import (
+    apiserver_ready,
+    component_errors,
+    helm_processes,
+    log_marks,
+    start_apiserver,
+    stray_helm,
+)
 from tests.faults.ledger import FaultRecord, Ledger
 
 __all__ = ["kube_cluster"]
@@ -33,10 +40,21 @@ __all__ = ["kube_cluster"]
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Keep each phase's report on the item: the record's outcome says whether the test passed."""
+    """Keep each phase's report on the item: the record's outcome says whether the test passed.
+    A failed phase also shows what the control plane's components logged as errors meanwhile
+    (a controller that fell behind after an outage is otherwise invisible in CI's output)."""
     report = yield
     setattr(item, f"report_{report.when}", report)
+    marks = getattr(item, "component_log_marks", None)
+    if report.failed and marks is not None:
+        report.sections.append(("control-plane errors during the test", component_errors(marks)))
     return report
+
+
+@pytest.fixture(autouse=True)
+def component_log_marks(request: pytest.FixtureRequest, kube_cluster: KubeCluster) -> None:
+    """Where each component's log stands as the test starts (see pytest_runtest_makereport)."""
+    request.node.component_log_marks = log_marks(kube_cluster.kubeconfig.parent)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -177,3 +178,34 @@ def wait_for_helm(kubeconfig: Path, words: tuple[str, ...], timeout: float = 60.
                 return proc
         time.sleep(0.02)
     raise TimeoutError(f"no helm process with {words} within {timeout} s")
+
+
+# -- what the control plane logged ---------------------------------------------------------------
+
+# klog's error lines ("E1201 22:27:46.397359 ...") and kwok's JSON ones; kwok's "not found" on
+# deleting a pod that is already gone is its normal noise.
+_ERROR_LINE = re.compile(r'^E\d{4} |"level":"ERROR"')
+_NOISE = re.compile(r"not found")
+
+
+def log_marks(state_dir: Path) -> dict[Path, int]:
+    """The size of each component log of the local cluster kept in `state_dir`."""
+    return {log: log.stat().st_size for log in state_dir.glob("kwok/clusters/*/logs/*.log")}
+
+
+def component_errors(marks: dict[Path, int], limit: int = 40) -> str:
+    """The error lines each component logged since `marks` (the last `limit` of each)."""
+    parts: list[str] = []
+    for log, start in sorted(marks.items()):
+        try:
+            with log.open("rb") as fh:
+                fh.seek(start)
+                text = fh.read().decode(errors="replace")
+        except OSError as err:
+            parts.append(f"== {log.name}: unreadable: {err}")
+            continue
+        lines = [ln[:400] for ln in text.splitlines() if _ERROR_LINE.search(ln) and not _NOISE.search(ln)]
+        if lines:
+            parts.append(f"== {log.name} ({len(lines)} error lines, the last {min(limit, len(lines))})")
+            parts.extend(lines[-limit:])
+    return "\n".join(parts) or "no component logged an error"
