@@ -20,6 +20,7 @@ from typing import Any, Final, TypeGuard
 import msgspec
 
 from orchestrator.kube import (
+    ContainerState,
     ContainerStateBlock,
     ContainerStatus,
     PodCondition,
@@ -119,6 +120,11 @@ def to_int(value: object) -> int | None:
     """An int from an int or a numeric string (annotations are strings); else None."""
     if type(value) is int:
         return value
+    if type(value) is str:
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -133,6 +139,11 @@ def to_int(value: object) -> int | None:
 
 def to_seconds(value: object) -> float | None:
     """A number of seconds from a number or a numeric string; else None."""
+    if type(value) is str:
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -268,6 +279,24 @@ _NO_CONTAINERS: Final[tuple[ContainerStatus, ...]] = ()
 _EMPTY_BLOCK: Final = ContainerStateBlock()
 
 
+def _has_run(block: ContainerStateBlock | None) -> bool:
+    """A ``terminated`` block says the container ran; the API always sends its ``exitCode``,
+    so an empty one says nothing."""
+    return block is not None and block != _EMPTY_BLOCK
+
+
+def _stamp_texts(state: ContainerState | None, texts: list[Any]) -> None:
+    """Append the startedAt/finishedAt values of a container state's blocks (as sent)."""
+    if state is None:
+        return
+    for block in (state.waiting, state.running, state.terminated):
+        if block is not None:
+            if block.started_at is not None:
+                texts.append(block.started_at)
+            if block.finished_at is not None:
+                texts.append(block.finished_at)
+
+
 def read_record(record: PodRecord) -> PodView:
     """The :class:`PodView` of one record: the hot path of a monitor cycle (once per listed pod).
 
@@ -295,38 +324,33 @@ def read_record(record: PodRecord) -> PodView:
     init_containers = status.init_container_statuses or _NO_CONTAINERS
 
     # the main container (named after the component, else the first), whether an app container
-    # has run, and every container's startedAt/finishedAt reduced to their min and max
+    # has run, and every container's startedAt/finishedAt (reduced to their min and max below)
     main = containers[0] if containers else None
     main_found = ran = False
+    texts: list[Any] = []
+    for container in containers:
+        if not main_found and container.name == label:
+            main, main_found = container, True
+        state, last = container.state, container.last_state
+        if not ran:
+            if state is not None:
+                ran = state.running is not None or _has_run(state.terminated)
+            if not ran and last is not None:
+                ran = _has_run(last.terminated)
+        _stamp_texts(state, texts)
+        _stamp_texts(last, texts)
+    for container in init_containers:
+        _stamp_texts(container.state, texts)
+        _stamp_texts(container.last_state, texts)
     low: datetime | None = None
     high: datetime | None = None
-    count = len(containers)
-    for index, container in enumerate((*containers, *init_containers) if init_containers else containers):
-        is_app = index < count
-        if is_app and not main_found and container.name == label:
-            main, main_found = container, True
-        for current, state in ((True, container.state), (False, container.last_state)):
-            if state is None:
-                continue
-            if is_app and not ran:
-                if current and state.running is not None:
-                    ran = True
-                else:
-                    block = state.terminated
-                    # the API always sends a terminated block's exitCode: an empty one says nothing
-                    ran = block is not None and block != _EMPTY_BLOCK
-            for block in (state.waiting, state.running, state.terminated):
-                if block is None:
-                    continue
-                for stamp in (block.started_at, block.finished_at):
-                    if stamp is None:
-                        continue
-                    when = parse_time(stamp)
-                    if when is not None:
-                        if low is None or when < low:
-                            low = when
-                        if high is None or when > high:
-                            high = when
+    for text in texts:
+        when = parse_time(text)
+        if when is not None:
+            if low is None or when < low:
+                low = when
+            if high is None or when > high:
+                high = when
 
     ready_changed = transitions.get("Ready")
     started: datetime | None = None

@@ -558,10 +558,13 @@ _IMPORTANCE: Final = attrgetter("rank", "name")
 
 def _workers_ready_at(ctx: Context) -> datetime | None:
     """The moment the count of Ready workers reached the wanted number (None before, or none wanted)."""
-    times = sorted(t for t in (v.ready_since for v in ctx.ready_workers) if t is not None)
-    if 0 < ctx.workers_wanted <= len(ctx.ready_workers) and len(times) == len(ctx.ready_workers):
-        return times[ctx.workers_wanted - 1]
-    return None
+    wanted, ready = ctx.workers_wanted, ctx.ready_workers
+    if not 0 < wanted <= len(ready):
+        return None
+    times = [v.ready_since for v in ready]
+    if None in times:
+        return None
+    return sorted(times)[wanted - 1]  # type: ignore[type-var]
 
 
 def state_of(ctx: Context, outcome: Outcome) -> SessionState:
