@@ -446,9 +446,9 @@ class PodStatus(msgspec.Struct, gc=False, rename="camel"):
     reason: Any = None
     message: Any = None
     start_time: Any = None
-    conditions: list[PodCondition] | None = None
-    container_statuses: list[ContainerStatus] | None = None
-    init_container_statuses: list[ContainerStatus] | None = None
+    conditions: tuple[PodCondition, ...] | None = None
+    container_statuses: tuple[ContainerStatus, ...] | None = None
+    init_container_statuses: tuple[ContainerStatus, ...] | None = None
 
 
 class PodRecord(msgspec.Struct, gc=False):
@@ -461,7 +461,9 @@ class PodRecord(msgspec.Struct, gc=False):
     it into a record all the same, dropping what is not of its container type.
 
     ``gc=False`` (here and in every nested record): a record holds no reference cycle, and the
-    collector need not track the tens of thousands a cycle decodes.
+    collector need not track the tens of thousands a cycle decodes. Lists of records are decoded
+    as tuples for the same reason: the collector stops tracking a tuple of untracked records the
+    first time it sees it, a list it would scan again in every older generation.
     """
 
     metadata: PodMetadata | None = None
@@ -521,7 +523,7 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def container_dicts(statuses: list[ContainerStatus] | None) -> tuple[dict[str, Any], ...]:
+def container_dicts(statuses: Sequence[ContainerStatus] | None) -> tuple[dict[str, Any], ...]:
     """Decoded container statuses as plain JSON objects, only the fields sent (for messages and
     tests; the rules read the Structs themselves)."""
     if not statuses:
@@ -574,19 +576,20 @@ def _lenient(value: object, cls: type[msgspec.Struct]) -> msgspec.Struct | None:
             fields[field.name] = dict(item) if isinstance(item, Mapping) else None
         elif isinstance(shape, list):
             kept = [_lenient(entry, shape[0]) for entry in item] if isinstance(item, list) else None
-            fields[field.name] = None if kept is None else [entry for entry in kept if entry is not None]
+            fields[field.name] = None if kept is None else tuple([entry for entry in kept if entry is not None])
         else:
             fields[field.name] = _lenient(item, shape)
     return cls(**fields)
 
 
 def _shape(kind: Any) -> Any:
-    """How :func:`_lenient` reads a field of this type: None (any value), dict, [Struct] or Struct."""
+    """How :func:`_lenient` reads a field of this type: None (any value), dict, [Struct] (a
+    tuple of records) or Struct."""
     for option in typing.get_args(kind) or (kind,):
         if isinstance(option, type) and issubclass(option, msgspec.Struct):
             return option
         origin = typing.get_origin(option)
-        if origin is list:
+        if origin is tuple:
             return [typing.get_args(option)[0]]
         if origin is dict:
             return dict
