@@ -464,8 +464,21 @@ def build_context(
     scheduler: PodView | None = None
     pilot: PodView | None = None
     jupyterlab: PodView | None = None
+    submitted: datetime | None = None
+    skew: float | None = None
     for view in mine:
+        # the clock skew: kubelet times before their pod's creation, or any time after now
+        if skew is None or view.skew_behind > skew:
+            skew = view.skew_behind
+        if view.latest_time is not None:
+            ahead = (view.latest_time - now).total_seconds()
+            if ahead > skew:
+                skew = ahead
         component = view.component
+        if component in SESSION_COMPONENTS or component in HOOK_COMPONENTS:
+            created = view.created  # submitted: the earliest creation, the cleanup hook's aside
+            if created is not None and component != CLEANUP and (submitted is None or created < submitted):
+                submitted = created
         if component in SESSION_COMPONENTS:
             session_list.append(view)
             if component == WORKER:
@@ -491,11 +504,6 @@ def build_context(
     else:
         mode = None
 
-    submitted: datetime | None = None
-    for view in session + hooks:
-        created = view.created
-        if created is not None and view.component != CLEANUP and (submitted is None or created < submitted):
-            submitted = created
     # a worker being deleted is on its way out (its endpoints are already removed): not counted
     ready_workers = tuple(v for v in workers if v.ready and v.deletion_timestamp is None)
     wanted = to_int(annotations.get(ANN_WORKERS_WANTED))
@@ -516,16 +524,6 @@ def build_context(
         established = pilot_started is not None
     if startup_timeout is None:
         startup_timeout = to_seconds(annotations.get(ANN_STARTUP_SECONDS))
-
-    skew: float | None = None
-    for view in mine:
-        behind = view.skew_behind
-        if skew is None or behind > skew:
-            skew = behind
-        if view.latest_time is not None:
-            ahead = (view.latest_time - now).total_seconds()
-            if ahead > skew:
-                skew = ahead
     return Context(
         release=release,
         namespace=namespace,
