@@ -15,10 +15,11 @@ one of tens of thousands of pods (millions of containers) makes the collector re
 tree again and again, which costs more than the decoding itself. The pod LISTs ask for
 ``resourceVersion=0``: the API server answers from its watch cache instead of reading every pod
 from etcd, so a monitor cycle is cheap for the server too (the answer may lag the latest write by
-the cache's delay, well under a monitor period). :meth:`Kube.list_pod_states_at` decodes each
-pod straight into a compact :class:`PodRecord` (typed msgspec Structs of the fields observation
-reads), skipping ``spec``, ``managedFields``, images, IDs and mounts without building them: about
-a third of the decoding time of the full pods as dicts, and a third of their memory.
+the cache's delay, well under a monitor period). :meth:`Kube.list_pod_states_at` decodes the
+whole PodList in one typed call, each pod straight into a compact :class:`PodRecord` (typed
+msgspec Structs of the fields observation reads, which the rules then read directly), skipping
+``spec``, ``managedFields``, images, IDs and mounts without building them: about a fifth of the
+decoding time of the full pods as dicts, and a third of their memory.
 
 Time: every API answer carries the server's `Date` header. The calls whose callers reason about
 ages (the pod LIST of observe, the Secret that serves as a submit's lock) return it, so ages are
@@ -31,12 +32,13 @@ import gc
 import json
 import logging
 import threading
+import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -166,12 +168,12 @@ class Kube:
         content_type: str = "application/json",
         accept: str = "application/json",
         missing_ok: bool = False,
-        decoder: msgspec.json.Decoder[Any] | None = None,
+        decoder: Decodes | None = None,
     ) -> tuple[Any, datetime | None]:
         """One API request: (decoded JSON or None for a tolerated 404, the server's Date or None).
 
-        `decoder` decodes the body into a typed shape (default: plain JSON values). An answer
-        that is not JSON (a truncated body, a proxy's error page) is `KubeUnavailable`.
+        `decoder` (a ``msgspec.json.Decoder`` or anything with its ``decode``) decodes the body
+        into a typed shape (default: plain JSON values). An answer that is not JSON (a truncated body, a proxy's error page) is `KubeUnavailable`.
         """
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
@@ -240,16 +242,17 @@ class Kube:
         """The same ONE LIST, each pod decoded into a compact :class:`PodRecord`, and the server's time.
 
         Only what observation reads is built (``spec``, ``managedFields`` and the other fields are
-        skipped while decoding). A pod whose shape the typed decoding refuses (a field of the
-        wrong container type: the API server never sends one) is returned as its plain JSON
-        ``{"metadata": ..., "status": ...}`` instead, so one odd pod never hides the others.
+        skipped while decoding), and the whole PodList is decoded by ONE typed call. A pod whose
+        shape the typed decoding refuses (a field of the wrong container type: the API server
+        never sends one) is returned as its plain JSON ``{"metadata": ..., "status": ...}``
+        instead, so one odd pod never hides the others (:func:`record_of` reads it into the same
+        record).
         """
         query = {"labelSelector": selector, **_FROM_WATCH_CACHE}
-        data, date = self.request_at("GET", POD.path(namespace), query=query, decoder=_RAW_LIST)
-        if data is None or not data.items:
+        data, date = self.request_at("GET", POD.path(namespace), query=query, decoder=_POD_STATES)
+        if data is None:
             return [], date
-        with collector_paused():
-            return [_one_pod_state(raw) for raw in data.items], date
+        return data, date
 
     def list_services(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """ONE LIST of the namespace's Services carrying the selector, as plain API JSON.
@@ -443,8 +446,9 @@ class ContainerState(msgspec.Struct, gc=False, omit_defaults=True):
 class ContainerStatus(msgspec.Struct, gc=False, rename="camel", omit_defaults=True):
     """One entry of ``status.containerStatuses``; its image, IDs, resources and mounts are skipped.
 
-    ``omit_defaults``: :func:`container_dicts` turns these into the plain JSON objects the rules
-    read (``msgspec.to_builtins``, in C), holding only the fields the API sent.
+    The rules read these Structs directly (``status.state.waiting.reason``): no dict per
+    container is built. ``omit_defaults``: :func:`container_dicts` shows them as the JSON the
+    API sent, only the fields it sent.
     """
 
     name: Any = None
@@ -462,9 +466,9 @@ class PodStatus(msgspec.Struct, gc=False, rename="camel"):
     reason: Any = None
     message: Any = None
     start_time: Any = None
-    conditions: list[PodCondition] | None = None
-    container_statuses: list[ContainerStatus] | None = None
-    init_container_statuses: list[ContainerStatus] | None = None
+    conditions: tuple[PodCondition, ...] | None = None
+    container_statuses: tuple[ContainerStatus, ...] | None = None
+    init_container_statuses: tuple[ContainerStatus, ...] | None = None
 
 
 class PodRecord(msgspec.Struct, gc=False):
@@ -473,20 +477,53 @@ class PodRecord(msgspec.Struct, gc=False):
     Every leaf is typed ``Any``: a value of an unexpected type reaches the readers of
     ``orchestrator.session.pods``, which treat it as "not known". Only a wrong container type
     (``metadata`` not an object, ``conditions`` not a list) fails the typed decoding; that pod is
-    then decoded as plain JSON (see :meth:`Kube.list_pod_states_at`).
+    then decoded as plain JSON (see :meth:`Kube.list_pod_states_at`) and :func:`record_of` reads
+    it into a record all the same, dropping what is not of its container type.
+
+    ``gc=False`` (here and in every nested record): a record holds no reference cycle, and the
+    collector need not track the tens of thousands a cycle decodes. Lists of records are decoded
+    as tuples for the same reason: the collector stops tracking a tuple of untracked records the
+    first time it sees it, a list it would scan again in every older generation.
     """
 
     metadata: PodMetadata | None = None
     status: PodStatus | None = None
 
 
+class _PodList(msgspec.Struct, gc=False):
+    items: list[PodRecord] | None = None
+
+
 class _RawList(msgspec.Struct, gc=False):
     items: list[msgspec.Raw] | None = None
 
 
+class Decodes(Protocol):
+    """What :meth:`Kube.request_at` needs of a decoder (``msgspec.json.Decoder`` has it)."""
+
+    def decode(self, buf: bytes, /) -> Any: ...
+
+
 _JSON: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder()
 _POD_RECORD: Final = msgspec.json.Decoder(PodRecord)
+_POD_LIST: Final = msgspec.json.Decoder(_PodList)
 _RAW_LIST: Final = msgspec.json.Decoder(_RawList)
+
+
+class _PodStates:
+    """Decodes a PodList into records in ONE typed call; pod by pod only if a pod is odd."""
+
+    @staticmethod
+    def decode(buf: bytes, /) -> list[PodRecord | dict[str, Any]]:
+        try:
+            return typing.cast("list[PodRecord | dict[str, Any]]", _POD_LIST.decode(buf).items or [])
+        except msgspec.DecodeError:
+            pass
+        items = _RAW_LIST.decode(buf).items  # not JSON at all: DecodeError, as for any answer
+        return [_one_pod_state(raw) for raw in items or ()]
+
+
+_POD_STATES: Final = _PodStates()
 
 
 @contextmanager
@@ -506,8 +543,9 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def container_dicts(statuses: list[ContainerStatus] | None) -> tuple[dict[str, Any], ...]:
-    """Decoded container statuses as the plain JSON objects the rules read (only sent fields)."""
+def container_dicts(statuses: Sequence[ContainerStatus] | None) -> tuple[dict[str, Any], ...]:
+    """Decoded container statuses as plain JSON objects, only the fields sent (for messages and
+    tests; the rules read the Structs themselves)."""
     if not statuses:
         return ()
     return tuple(msgspec.to_builtins(statuses))
@@ -526,6 +564,62 @@ def _one_pod_state(raw: msgspec.Raw) -> PodRecord | dict[str, Any]:
     if isinstance(metadata, dict):
         metadata = {k: v for k, v in metadata.items() if k != "managedFields"}
     return {k: v for k, v in (("metadata", metadata), ("status", pod.get("status"))) if k in pod}
+
+
+def record_of(pod: Mapping[str, Any]) -> PodRecord:
+    """A pod given as plain JSON (any shape) as the :class:`PodRecord` its typed decoding makes.
+
+    Where the decoding would refuse the pod, the odd part is dropped instead: a level that is
+    not an object is "not known" (None), an entry of a list that is not an object is skipped;
+    leaves are kept whatever their type, as the decoding keeps them.
+    """
+    try:
+        return msgspec.convert(pod, PodRecord)
+    except (msgspec.ValidationError, TypeError):
+        record = _lenient(pod, PodRecord)
+        assert isinstance(record, PodRecord)
+        return record
+
+
+def _lenient(value: object, cls: type[msgspec.Struct]) -> msgspec.Struct | None:
+    """:func:`record_of` of one level: ``cls`` from a mapping, its odd parts dropped; else None."""
+    if not isinstance(value, Mapping):
+        return None
+    fields: dict[str, Any] = {}
+    for field in msgspec.structs.fields(cls):
+        if field.encode_name not in value:
+            continue
+        item, shape = value[field.encode_name], _SHAPES[cls][field.name]
+        if shape is None:
+            fields[field.name] = item
+        elif shape is dict:
+            fields[field.name] = dict(item) if isinstance(item, Mapping) else None
+        elif isinstance(shape, list):
+            kept = [_lenient(entry, shape[0]) for entry in item] if isinstance(item, list) else None
+            fields[field.name] = None if kept is None else tuple([entry for entry in kept if entry is not None])
+        else:
+            fields[field.name] = _lenient(item, shape)
+    return cls(**fields)
+
+
+def _shape(kind: Any) -> Any:
+    """How :func:`_lenient` reads a field of this type: None (any value), dict, [Struct] (a
+    tuple of records) or Struct."""
+    for option in typing.get_args(kind) or (kind,):
+        if isinstance(option, type) and issubclass(option, msgspec.Struct):
+            return option
+        origin = typing.get_origin(option)
+        if origin is tuple:
+            return [typing.get_args(option)[0]]
+        if origin is dict:
+            return dict
+    return None
+
+
+_SHAPES: Final[dict[type[msgspec.Struct], dict[str, Any]]] = {
+    cls: {field.name: _shape(field.type) for field in msgspec.structs.fields(cls)}
+    for cls in (PodRecord, PodMetadata, PodStatus, PodCondition, ContainerStatus, ContainerState, ContainerStateBlock)
+}
 
 
 def _in_cluster() -> bool:

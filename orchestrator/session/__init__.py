@@ -6,8 +6,8 @@ every session from memory with :func:`derive_session`. Being a function of (pods
 every rule is tested from recorded pod objects, without a cluster.
 
 Modules: :mod:`~orchestrator.session.vocabulary` (label and annotation keys, components, Phase,
-Reason, Timings, SessionState), :mod:`~orchestrator.session.pods` (the defensive readers: each pod
-is read once into a frozen ``PodView``), :mod:`~orchestrator.session.rules` (the ordered tuple
+Reason, Timings, SessionState), :mod:`~orchestrator.session.pods` (the readers: each pod, a
+decoded record or a dict, is read once into a frozen ``PodView``), :mod:`~orchestrator.session.rules` (the ordered tuple
 ``RULES`` and :func:`derive_session`), :mod:`~orchestrator.session.deadlines` (the orchestrator's
 lifetime / lease / startup limits and the clock-skew tolerance), :mod:`~orchestrator.session.services`
 (the JupyterLab Services of a namespace -> the external JupyterLab URL and the dashboard behind it).

@@ -1,35 +1,41 @@
-"""Reading pod dicts (Kubernetes API JSON, camelCase) defensively, ONCE per pod.
+"""Reading pods ONCE per pod, into typed records; a missing or odd field means "not known".
 
-A missing or odd field means "not known", never a crash. :func:`read_pod` turns one pod into a
-frozen :class:`PodView` holding everything the rules ask about (component, phase, readiness,
-the main container's status, deletion, timestamps), so the rules never parse labels and
-conditions again: the monitor derives every session of a namespace from one LIST (thousands of
-pods) each cycle.
+Every pod, whether the monitor's LIST decoded it straight into a :class:`~orchestrator.kube.PodRecord`
+or it came as a plain dict (tests, recorded pods, a pod the typed decoding refused), is read
+into one :class:`PodRecord` (:func:`~orchestrator.kube.record_of` for a dict: the same record the
+decoding makes, its odd parts dropped) and then into a frozen :class:`PodView` holding
+everything the rules ask about (component, phase, readiness, the main container's status,
+deletion, timestamps). The rules then read the view and its container records by attribute:
+no label is parsed twice, no dict is built per container, and there is no defensive reader per
+field (the record's shape is guaranteed; only its leaves may be of an odd type, and the few
+leaves the rules compare or compute with are checked where they are read).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any, Final, TypeGuard
 
 import msgspec
 
 from orchestrator.kube import (
+    ContainerState,
     ContainerStateBlock,
     ContainerStatus,
+    PodCondition,
     PodMetadata,
     PodRecord,
     PodStatus,
     collector_paused,
-    container_dicts,
+    record_of,
 )
 from orchestrator.session.vocabulary import (
     APP_NAME,
     COMPONENT_LABEL,
     INSTANCE_LABEL,
     NAME_LABEL,
+    PRIORITY,
     SESSION_COMPONENTS,
     Reason,
 )
@@ -60,13 +66,12 @@ _START_CONDITIONS: Final = ("PodScheduled", "Initialized", "PodReadyToStartConta
 
 
 def is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
-    """``isinstance(value, Mapping)`` with a fast path for plain dicts (the ABC check is slow,
-    and the monitor makes millions of them per cycle)."""
+    """``isinstance(value, Mapping)`` with a fast path for plain dicts (the ABC check is slow)."""
     return type(value) is dict or isinstance(value, Mapping)
 
 
 def get(obj: object, *keys: str) -> Any:
-    """``obj[k1][k2]...`` or None as soon as a level is not a mapping."""
+    """``obj[k1][k2]...`` or None as soon as a level is not a mapping (for Services and events)."""
     for key in keys:
         if not is_mapping(obj):
             return None
@@ -75,20 +80,35 @@ def get(obj: object, *keys: str) -> Any:
 
 
 def parse_time(value: object) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime (naive taken as UTC); anything else None."""
-    if not isinstance(value, str) or not value:
+    """An RFC 3339 timestamp as an aware datetime (naive taken as UTC); anything else None.
+
+    Cached by its text: the pods of one cycle share most of their timestamps (one-second
+    resolution), and the next cycle sees the same ones again, so each is parsed about once.
+    """
+    if type(value) is str:
+        when = _TIMES.get(value, _UNPARSED)
+        return _parse_new(value) if when is _UNPARSED else when
+    if not isinstance(value, str):
         return None
-    return _parse_time(value)
+    return _parse_new(str(value))
 
 
-@lru_cache(maxsize=65536)
-def _parse_time(value: str) -> datetime | None:
-    # cached: the pods of one cycle share most of their timestamps (one-second resolution)
+_UNPARSED: Final[Any] = object()
+_TIMES: Final[dict[str, datetime | None]] = {}
+_TIMES_MAX: Final = 65536
+
+
+def _parse_new(value: str) -> datetime | None:
+    if len(_TIMES) >= _TIMES_MAX:
+        _TIMES.clear()  # bounded: a long-lived monitor meets new timestamps every cycle
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value) if value else None
     except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        parsed = None
+    if parsed is not None and parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    _TIMES[value] = parsed
+    return parsed
 
 
 def aware(now: datetime) -> datetime:
@@ -98,10 +118,17 @@ def aware(now: datetime) -> datetime:
 
 def to_int(value: object) -> int | None:
     """An int from an int or a numeric string (annotations are strings); else None."""
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return int(value)
     if isinstance(value, str):
         try:
             return int(value.strip())
@@ -112,6 +139,11 @@ def to_int(value: object) -> int | None:
 
 def to_seconds(value: object) -> float | None:
     """A number of seconds from a number or a numeric string; else None."""
+    if type(value) is str:
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -134,30 +166,39 @@ def clip(text: str, limit: int = MESSAGE_MAX) -> str:
     return flat if len(flat) <= limit else flat[: max(limit - 3, 0)] + "..."
 
 
-def terminated(status: Mapping[str, Any] | None, *, last: bool = False) -> Mapping[str, Any] | None:
+def terminated(status: ContainerStatus | None, *, last: bool = False) -> ContainerStateBlock | None:
     """The ``terminated`` block of a container status' current (or last) state."""
-    value = get(status, "lastState" if last else "state", "terminated")
-    return value if isinstance(value, Mapping) else None
+    if status is None:
+        return None
+    state = status.last_state if last else status.state
+    return None if state is None else state.terminated
 
 
-def describe(ended: Mapping[str, Any]) -> str:
+def waiting(status: ContainerStatus) -> ContainerStateBlock | None:
+    """The ``waiting`` block of a container status' current state."""
+    state = status.state
+    return None if state is None else state.waiting
+
+
+def is_running(status: ContainerStatus | None) -> bool:
+    """The container's current state is ``running``."""
+    state = None if status is None else status.state
+    return state is not None and state.running is not None
+
+
+def exit_code(block: ContainerStateBlock | None) -> int | None:
+    return None if block is None else to_int(block.exit_code)
+
+
+def finished_at(block: ContainerStateBlock | None) -> datetime | None:
+    return None if block is None else parse_time(block.finished_at)
+
+
+def describe(ended: ContainerStateBlock) -> str:
     """``exited with code N (Reason)`` for a terminated block."""
-    code = to_int(ended.get("exitCode"))
-    reason = ended.get("reason")
-    text = f"exited with code {code}"
+    reason = ended.reason
+    text = f"exited with code {to_int(ended.exit_code)}"
     return f"{text} ({reason})" if isinstance(reason, str) and reason else text
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    if type(value) is dict:
-        return value
-    return value if isinstance(value, Mapping) else {}
-
-
-def _mappings(value: object) -> tuple[Mapping[str, Any], ...]:
-    if not isinstance(value, list):
-        return ()
-    return tuple([v for v in value if type(v) is dict or isinstance(v, Mapping)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,10 +206,12 @@ def _mappings(value: object) -> tuple[Mapping[str, Any], ...]:
 
 
 class PodView(msgspec.Struct, frozen=True, gc=False):
-    """What the rules need to know about one pod, read once from its dict or record.
+    """What the rules need to know about one pod, read once from its record (or dict).
 
     A frozen msgspec Struct rather than a frozen dataclass: the monitor builds one per listed pod
     (tens of thousands a cycle) and a Struct is built in C, without a ``__setattr__`` per field.
+    ``main``, ``containers``, ``init_containers`` and ``scheduled`` are the pod's own records
+    (:class:`~orchestrator.kube.ContainerStatus`, :class:`~orchestrator.kube.PodCondition`).
 
     ``was_ready`` is True when the pod is Ready now, or a container of it has run and its Ready
     condition turned False after the pod had started (later than its PodScheduled/Initialized
@@ -177,6 +220,7 @@ class PodView(msgspec.Struct, frozen=True, gc=False):
     counts as never Ready.)
     ``skew_behind`` is how many seconds the earliest kubelet timestamp lies before the pod's
     own creationTimestamp (impossible without a node clock running behind the API server's).
+    ``rank`` orders the pods most important component first (scheduler, pilot, ...).
     """
 
     name: str
@@ -192,13 +236,14 @@ class PodView(msgspec.Struct, frozen=True, gc=False):
     ready: bool
     ready_since: datetime | None
     was_ready: bool
-    scheduled: Mapping[str, Any] | None
-    main: Mapping[str, Any] | None
-    containers: tuple[Mapping[str, Any], ...]
-    init_containers: tuple[Mapping[str, Any], ...]
+    scheduled: PodCondition | None
+    main: ContainerStatus | None
+    containers: Sequence[ContainerStatus]
+    init_containers: Sequence[ContainerStatus]
     latest_transition: datetime | None
     latest_time: datetime | None
     skew_behind: float
+    rank: int = 9
 
     @property
     def deleting(self) -> bool:
@@ -207,7 +252,7 @@ class PodView(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def restarts(self) -> int:
-        return to_int(get(self.main, "restartCount")) or 0
+        return (to_int(self.main.restart_count) or 0) if self.main is not None else 0
 
     def failure_counts(self, when: datetime | None) -> bool:
         """A failure counts unless the pod is being deleted and it did not clearly happen before."""
@@ -215,203 +260,98 @@ class PodView(msgspec.Struct, frozen=True, gc=False):
 
     def failure_time(self) -> datetime | None:
         """The main container's finishedAt, else the pod's latest condition transition."""
-        ended = parse_time(get(terminated(self.main), "finishedAt"))
+        ended = finished_at(terminated(self.main))
         return ended if ended is not None else self.latest_transition
 
 
-def _time(value: object) -> datetime | None:
-    """:func:`parse_time` with the common case (a non-empty ``str``) first."""
-    if type(value) is str:
-        return _parse_time(value) if value else None
-    return parse_time(value)
-
-
 def read_pod(pod: Pod | PodRecord) -> PodView:
-    """Read one pod (a dict of any shape, or a decoded :class:`PodRecord`) into a :class:`PodView`.
-
-    The hot path of a monitor cycle (once per listed pod): every field is visited once, with
-    plain-dict fast paths, and the kubelet timestamps are reduced to their min and max on the way.
-    """
+    """Read one pod (a dict of any shape, or a decoded :class:`PodRecord`) into a :class:`PodView`."""
     if type(pod) is PodRecord:
         return read_record(pod)
-    metadata = _mapping(pod.get("metadata") if type(pod) is dict else get(pod, "metadata"))
-    status = _mapping(pod.get("status") if type(pod) is dict else get(pod, "status"))
-    conditions: dict[str, Mapping[str, Any]] = {}
-    raw_conditions = status.get("conditions")
-    if isinstance(raw_conditions, list):
-        for condition in raw_conditions:
-            if is_mapping(condition):
-                kind = condition.get("type")
-                if isinstance(kind, str):
-                    conditions[kind] = condition
-    ready_condition = conditions.get("Ready")
-    labels = _mapping(metadata.get("labels"))
-    containers = _mappings(status.get("containerStatuses"))
-    init_containers = _mappings(status.get("initContainerStatuses"))
-    main, ran, stamps = _scan_dicts(containers, init_containers, labels.get(COMPONENT_LABEL))
-    return _view(
-        metadata.get("name"),
-        labels,
-        _mapping(metadata.get("annotations")),
-        metadata.get("creationTimestamp"),
-        metadata.get("deletionTimestamp"),
-        metadata.get("deletionGracePeriodSeconds"),
-        status,
-        {kind: _time(condition.get("lastTransitionTime")) for kind, condition in conditions.items()},
-        ready_condition is not None and ready_condition.get("status") == "True",
-        conditions.get("PodScheduled"),
-        main,
-        containers,
-        init_containers,
-        ran,
-        stamps,
-    )
+    if isinstance(pod, PodRecord):
+        return read_record(pod)
+    return read_record(record_of(pod))
 
 
 _NO_METADATA: Final = PodMetadata()
 _NO_STATUS: Final = PodStatus()
-
-
-def read_record(record: PodRecord) -> PodView:
-    """:func:`read_pod` for a pod decoded straight into a :class:`PodRecord` (attributes, no dicts)."""
-    metadata = record.metadata or _NO_METADATA
-    status = record.status or _NO_STATUS
-    transitions: dict[str, datetime | None] = {}
-    ready = False
-    scheduled: Mapping[str, Any] | None = None
-    for condition in status.conditions or ():
-        kind = condition.kind
-        if type(kind) is str or isinstance(kind, str):
-            # the last condition of a type wins, as in read_pod's mapping by type
-            transitions[kind] = _time(condition.last_transition_time)
-            if kind == "Ready":
-                ready = condition.status == "True"
-            elif kind == "PodScheduled":
-                scheduled = {"status": condition.status, "reason": condition.reason, "message": condition.message}
-    labels = metadata.labels if metadata.labels is not None else {}
-    statuses, init_statuses = status.container_statuses or (), status.init_container_statuses or ()
-    main_index, ran, stamps = _scan_records(statuses, init_statuses, labels.get(COMPONENT_LABEL))
-    containers = container_dicts(status.container_statuses)
-    return _view(
-        metadata.name,
-        labels,
-        metadata.annotations if metadata.annotations is not None else {},
-        metadata.creation_timestamp,
-        metadata.deletion_timestamp,
-        metadata.deletion_grace_period_seconds,
-        status,
-        transitions,
-        ready,
-        scheduled,
-        containers[main_index] if containers else None,
-        containers,
-        container_dicts(status.init_container_statuses),
-        ran,
-        stamps,
-    )
-
-
-def _scan_dicts(
-    containers: tuple[Mapping[str, Any], ...], init_containers: tuple[Mapping[str, Any], ...], component: object
-) -> tuple[Mapping[str, Any] | None, bool, list[datetime]]:
-    """(the main container: the one named after the component, else the first; whether an app
-    container has run; every container's parsed startedAt/finishedAt) of container dicts."""
-    ran = False
-    main: Mapping[str, Any] | None = containers[0] if containers else None
-    main_found = False
-    stamps: list[datetime] = []
-    for index, container in enumerate((*containers, *init_containers)):
-        is_app = index < len(containers)
-        if is_app and not main_found and container.get("name") == component:
-            main, main_found = container, True
-        for key in ("state", "lastState"):
-            state = container.get(key)
-            if not is_mapping(state):
-                continue
-            if is_app and not ran:
-                if key == "state" and isinstance(state.get("running"), Mapping):
-                    ran = True
-                else:
-                    block = state.get("terminated")
-                    ran = isinstance(block, Mapping) and bool(block)
-            for block in state.values():
-                if is_mapping(block):
-                    for stamp in (block.get("startedAt"), block.get("finishedAt")):
-                        when = _time(stamp)
-                        if when is not None:
-                            stamps.append(when)
-    return main, ran, stamps
-
-
-def _scan_records(
-    statuses: Sequence[ContainerStatus], init_statuses: Sequence[ContainerStatus], component: object
-) -> tuple[int, bool, list[datetime]]:
-    """:func:`_scan_dicts` over decoded container statuses; the main container by its index.
-
-    A ``terminated`` block counts as "has run" when it holds a field the rules read (the API
-    always sends its required ``exitCode``); the dict scan asks for any field.
-    """
-    ran = False
-    main_index = 0
-    main_found = False
-    stamps: list[datetime] = []
-    count = len(statuses)
-    for index, container in enumerate((*statuses, *init_statuses)):
-        is_app = index < count
-        if is_app and not main_found and container.name == component:
-            main_index, main_found = index, True
-        for current, state in ((True, container.state), (False, container.last_state)):
-            if state is None:
-                continue
-            if is_app and not ran:
-                if current and state.running is not None:
-                    ran = True
-                else:
-                    block = state.terminated
-                    ran = block is not None and block != _EMPTY_BLOCK
-            for block in (state.waiting, state.running, state.terminated):
-                if block is not None:
-                    for stamp in (block.started_at, block.finished_at):
-                        if stamp is not None:
-                            when = _time(stamp)
-                            if when is not None:
-                                stamps.append(when)
-    return main_index, ran, stamps
-
-
+_NO_CONTAINERS: Final[tuple[ContainerStatus, ...]] = ()
 _EMPTY_BLOCK: Final = ContainerStateBlock()
 
 
-def _view(
-    name: object,
-    labels: Mapping[str, Any],
-    annotations: Mapping[str, Any],
-    creation: object,
-    deletion: object,
-    grace: object,
-    status: Mapping[str, Any] | PodStatus,
-    transitions: dict[str, datetime | None],
-    ready: bool,
-    scheduled: Mapping[str, Any] | None,
-    main: Mapping[str, Any] | None,
-    containers: tuple[Mapping[str, Any], ...],
-    init_containers: tuple[Mapping[str, Any], ...],
-    ran: bool,
-    stamps: list[datetime],
-) -> PodView:
-    """The :class:`PodView` of one pod's fields, whichever way they were decoded.
+def _has_run(block: ContainerStateBlock | None) -> bool:
+    """A ``terminated`` block says the container ran; the API always sends its ``exitCode``,
+    so an empty one says nothing."""
+    return block is not None and block != _EMPTY_BLOCK
 
-    ``transitions`` maps each condition type to its parsed lastTransitionTime; ``main``, ``ran``
-    and ``stamps`` (the containers' parsed startedAt/finishedAt) come from a container scan.
+
+def _stamp_texts(state: ContainerState | None, texts: list[Any]) -> None:
+    """Append the startedAt/finishedAt values of a container state's blocks (as sent)."""
+    if state is None:
+        return
+    for block in (state.waiting, state.running, state.terminated):
+        if block is not None:
+            if block.started_at is not None:
+                texts.append(block.started_at)
+            if block.finished_at is not None:
+                texts.append(block.finished_at)
+
+
+def read_record(record: PodRecord) -> PodView:
+    """The :class:`PodView` of one record: the hot path of a monitor cycle (once per listed pod).
+
+    Every field is visited once and the kubelet timestamps are reduced to their min and max on
+    the way; each timestamp text is parsed once per process (:func:`parse_time`'s cache).
     """
-    component = labels.get(COMPONENT_LABEL)
-    component = component if isinstance(component, str) else None
-    if type(status) is PodStatus:
-        phase, pod_reason, pod_message, start_time = status.phase, status.reason, status.message, status.start_time
-    else:
-        assert not isinstance(status, PodStatus)
-        phase, pod_reason, pod_message = status.get("phase"), status.get("reason"), status.get("message")
-        start_time = status.get("startTime")
+    metadata = record.metadata or _NO_METADATA
+    status = record.status or _NO_STATUS
+    labels = metadata.labels if metadata.labels is not None else {}
+    label = labels.get(COMPONENT_LABEL)
+    component = label if type(label) is str or isinstance(label, str) else None
+    transitions: dict[str, datetime | None] = {}
+    ready = False
+    scheduled: PodCondition | None = None
+    for condition in status.conditions or ():
+        kind = condition.kind
+        if type(kind) is str or isinstance(kind, str):
+            # the last condition of a type wins
+            transitions[kind] = parse_time(condition.last_transition_time)
+            if kind == "Ready":
+                ready = condition.status == "True"
+            elif kind == "PodScheduled":
+                scheduled = condition
+    containers = status.container_statuses or _NO_CONTAINERS
+    init_containers = status.init_container_statuses or _NO_CONTAINERS
+
+    # the main container (named after the component, else the first), whether an app container
+    # has run, and every container's startedAt/finishedAt (reduced to their min and max below)
+    main = containers[0] if containers else None
+    main_found = ran = False
+    texts: list[Any] = []
+    for container in containers:
+        if not main_found and container.name == label:
+            main, main_found = container, True
+        state, last = container.state, container.last_state
+        if not ran:
+            if state is not None:
+                ran = state.running is not None or _has_run(state.terminated)
+            if not ran and last is not None:
+                ran = _has_run(last.terminated)
+        _stamp_texts(state, texts)
+        _stamp_texts(last, texts)
+    for container in init_containers:
+        _stamp_texts(container.state, texts)
+        _stamp_texts(container.last_state, texts)
+    low: datetime | None = None
+    high: datetime | None = None
+    for text in texts:
+        when = parse_time(text)
+        if when is not None:
+            if low is None or when < low:
+                low = when
+            if high is None or when > high:
+                high = when
+
     ready_changed = transitions.get("Ready")
     started: datetime | None = None
     for kind in _START_CONDITIONS:
@@ -423,39 +363,33 @@ def _view(
     latest_transition = max(changes) if changes else None
     earliest = min(changes) if changes else None
     latest = latest_transition
-    when = _time(start_time)
-    if when is not None:
-        if earliest is None or when < earliest:
-            earliest = when
-        if latest is None or when > latest:
-            latest = when
+    for when in (parse_time(status.start_time), low, high):
+        if when is not None:
+            if earliest is None or when < earliest:
+                earliest = when
+            if latest is None or when > latest:
+                latest = when
+    was_ready = ready or (ran and ready_changed is not None and started is not None and ready_changed > started)
 
-    if stamps:
-        low, high = min(stamps), max(stamps)
-        earliest = low if earliest is None or low < earliest else earliest
-        latest = high if latest is None or high > latest else latest
-    was_ready = ready or (
-        ran and ready_changed is not None and started is not None and ready_changed > started
-    )
-
-    created = _time(creation)
+    created = parse_time(metadata.creation_timestamp)
     skew_behind = (
         max(0.0, (created - earliest).total_seconds()) if created is not None and earliest is not None else 0.0
     )
     if created is not None and (latest is None or created > latest):
         latest = created
 
-    deletion_timestamp = _time(deletion)
+    deletion_timestamp = parse_time(metadata.deletion_timestamp)
     deletion_requested = None
     if deletion_timestamp is not None:
-        seconds = to_int(grace) or 0
+        seconds = to_int(metadata.deletion_grace_period_seconds) or 0
         deletion_requested = deletion_timestamp - timedelta(seconds=max(seconds, 0))
 
+    name, phase, pod_reason, pod_message = metadata.name, status.phase, status.reason, status.message
     return PodView(
         name=name if isinstance(name, str) else "?",
         component=component,
         labels=labels,
-        annotations=annotations,
+        annotations=metadata.annotations if metadata.annotations is not None else {},
         phase=phase if isinstance(phase, str) else None,
         reason=pod_reason if isinstance(pod_reason, str) and pod_reason else None,
         status_message=pod_message if isinstance(pod_message, str) and pod_message else None,
@@ -472,6 +406,7 @@ def _view(
         latest_transition=latest_transition,
         latest_time=latest,
         skew_behind=skew_behind,
+        rank=PRIORITY.get(component, 9) if component is not None else 9,
     )
 
 
@@ -496,9 +431,11 @@ def _group(pods: Iterable[Pod | PodRecord]) -> dict[str, list[Pod | PodView]]:
     groups: dict[str, list[Pod | PodView]] = {}
     for pod in pods:
         if type(pod) is PodRecord:
-            labels: Mapping[str, Any] = (pod.metadata.labels if pod.metadata is not None else None) or {}
+            labels: Any = (pod.metadata.labels if pod.metadata is not None else None) or {}
         else:
-            labels = _mapping(get(pod, "metadata", "labels"))
+            labels = get(pod, "metadata", "labels")
+            if not is_mapping(labels):
+                continue
         release = labels.get(INSTANCE_LABEL)
         if labels.get(NAME_LABEL) != APP_NAME or not isinstance(release, str) or not release:
             continue
@@ -521,24 +458,26 @@ def merged_annotations(views: Sequence[PodView]) -> dict[str, Any]:
 
 
 def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
-    """The merged annotations of the session pods (hooks and tests left out).
+    """The merged annotations of the session pods (hooks and tests left out), the first pod's
+    value winning.
 
     Reads only the labels and annotations of a pod dict: the deadline checks run over every
     session of a namespace after the rules, a second full read of each pod would double the cost.
     """
-    merged: dict[str, Any] = {}
+    found: list[Mapping[str, Any]] = []
     for pod in pods:
-        if isinstance(pod, PodView):
-            component, annotations = pod.component, pod.annotations
-        else:
-            metadata = _mapping(pod.get("metadata") if type(pod) is dict else get(pod, "metadata"))
-            component = _mapping(metadata.get("labels")).get(COMPONENT_LABEL)
-            if not isinstance(component, str) or component not in SESSION_COMPONENTS:
-                continue
-            annotations = _mapping(metadata.get("annotations"))
-        if component in SESSION_COMPONENTS:
-            for key, value in annotations.items():
-                merged.setdefault(key, value)
+        if type(pod) is PodView or isinstance(pod, PodView):
+            if pod.component in SESSION_COMPONENTS:
+                found.append(pod.annotations)
+            continue
+        labels = get(pod, "metadata", "labels")
+        component = labels.get(COMPONENT_LABEL) if is_mapping(labels) else None
+        if isinstance(component, str) and component in SESSION_COMPONENTS:
+            annotations = get(pod, "metadata", "annotations")
+            found.append(annotations if is_mapping(annotations) else {})
+    merged: dict[str, Any] = {}
+    for annotations in reversed(found):  # later updates win: the first pod's value is written last
+        merged.update(annotations)
     return merged
 
 
@@ -562,27 +501,27 @@ def problem(view: PodView, events: Sequence[Mapping[str, Any]] | None) -> tuple[
         for status in view.containers:
             ended = terminated(status)
             if ended is not None:
-                detail = f": container {status.get('name')} {describe(ended)}"
+                detail = f": container {status.name} {describe(ended)}"
         return Reason.HOOK_FAILED, f"{component} hook pod {name} failed{detail}"
     scheduled = view.scheduled
-    if scheduled is not None and scheduled.get("status") == "False":
-        detail = scheduled.get("message") or scheduled.get("reason") or "not scheduled"
-        if scheduled.get("reason") == Reason.UNSCHEDULABLE:
+    if scheduled is not None and scheduled.status == "False":
+        detail = scheduled.message or scheduled.reason or "not scheduled"
+        if scheduled.reason == Reason.UNSCHEDULABLE:
             return Reason.UNSCHEDULABLE, f"{component} pod {name} is unschedulable: {detail}"
         return None, f"{component} pod {name} is not scheduled yet: {detail}"
     creating: str | None = None
     for status in (*view.init_containers, *view.containers):
-        waiting = get(status, "state", "waiting")
-        reason = get(waiting, "reason")
+        block = waiting(status)
+        reason = None if block is None else block.reason
         if not isinstance(reason, str):
             continue
-        message = get(waiting, "message")
-        where = f"container {status.get('name')} of {component} pod {name}"
+        message = block.message if block is not None else None
+        where = f"container {status.name} of {component} pod {name}"
         if reason in WAITING_PROBLEMS:
             last = terminated(status, last=True)
             if reason == Reason.CRASH_LOOP_BACK_OFF and last is not None:
                 text = f"{where}: CrashLoopBackOff, last {describe(last)}"
-                if last.get("reason") == Reason.OOM_KILLED:
+                if last.reason == Reason.OOM_KILLED:
                     return Reason.OOM_KILLED, text
                 return reason, text
             return reason, f"{where}: {reason}" + (

@@ -10,9 +10,11 @@ and why they are in this order.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Final
+
+import msgspec
 
 from orchestrator.kube import PodRecord
 from orchestrator.session.deadlines import exceeded, skew_note
@@ -22,7 +24,9 @@ from orchestrator.session.pods import (
     PodView,
     clip,
     describe,
-    get,
+    exit_code,
+    finished_at,
+    is_running,
     merged_annotations,
     parse_time,
     problem,
@@ -49,7 +53,6 @@ from orchestrator.session.vocabulary import (
     MODE_LABEL,
     PANDAID_LABEL,
     PILOT,
-    PRIORITY,
     QUEUE_LABEL,
     SCHEDULER,
     SESSION_COMPONENTS,
@@ -67,9 +70,11 @@ _GONE: Final = frozenset({"Failed", "Succeeded"})
 _NOTES_MAX: Final = 3  # worker shortfalls named in a message; the rest are counted
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """The verdict of one rule; ``deadline`` names the limit that ended the session, if one did."""
+class Outcome(msgspec.Struct, frozen=True, gc=False):
+    """The verdict of one rule; ``deadline`` names the limit that ended the session, if one did.
+
+    (msgspec Structs, like :class:`Context`: one of each per session and cycle, built in C.)
+    """
 
     phase: Phase
     reason: str | None
@@ -78,8 +83,7 @@ class Outcome:
     deadline: str | None = None
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """One release, read once: the pods by role, the counts and the times every rule needs."""
 
     release: str
@@ -151,10 +155,8 @@ def batch_pilot_succeeded(ctx: Context) -> Outcome | None:
     if pilot is None or ctx.interactive or _pilot_killed_at_lifetime(pilot):
         return None
     ended = terminated(pilot.main)
-    if (ended is not None and to_int(ended.get("exitCode")) == 0) or (
-        ended is None and pilot.phase == "Succeeded"
-    ):
-        finished = parse_time(get(ended, "finishedAt"))
+    if (ended is not None and to_int(ended.exit_code) == 0) or (ended is None and pilot.phase == "Succeeded"):
+        finished = finished_at(ended)
         return Outcome(Phase.FINISHED, None, f"pilot in pod {pilot.name} exited with code 0", finished)
     return None
 
@@ -165,8 +167,8 @@ def pilot_failed(ctx: Context) -> Outcome | None:
     if pilot is None:
         return None
     ended = terminated(pilot.main)
-    code = to_int(get(ended, "exitCode"))
-    finished = parse_time(get(ended, "finishedAt"))
+    code = exit_code(ended)
+    finished = finished_at(ended)
     if _pilot_killed_at_lifetime(pilot):
         when = pilot.failure_time()
         if not pilot.failure_counts(when):
@@ -178,7 +180,7 @@ def pilot_failed(ctx: Context) -> Outcome | None:
     if ended is not None:
         if not pilot.failure_counts(finished):
             return None
-        if ended.get("reason") == Reason.OOM_KILLED:
+        if ended.reason == Reason.OOM_KILLED:
             reason: str = Reason.OOM_KILLED
         elif pilot.phase == "Failed" and pilot.reason not in (None, "Error"):
             reason = str(pilot.reason)
@@ -191,11 +193,11 @@ def pilot_failed(ctx: Context) -> Outcome | None:
         return None
     for init in pilot.init_containers:
         init_ended = terminated(init)
-        if init_ended is not None and to_int(init_ended.get("exitCode")) not in (None, 0):
-            init_finished = parse_time(init_ended.get("finishedAt"))
+        if init_ended is not None and to_int(init_ended.exit_code) not in (None, 0):
+            init_finished = parse_time(init_ended.finished_at)
             if not pilot.failure_counts(init_finished):
                 return None
-            message = f"init container {init.get('name')} of pilot pod {pilot.name} {describe(init_ended)}"
+            message = f"init container {init.name} of pilot pod {pilot.name} {describe(init_ended)}"
             return Outcome(Phase.FAILED, Reason.INIT_CONTAINER_FAILED, message, init_finished)
     when = pilot.failure_time()
     if not pilot.failure_counts(when):
@@ -211,7 +213,7 @@ def jupyterlab_shut_down(ctx: Context) -> Outcome | None:
     lab = ctx.jupyterlab
     if not ctx.interactive or lab is None or lab.phase != "Succeeded":
         return None
-    finished = parse_time(get(terminated(lab.main), "finishedAt"))
+    finished = finished_at(terminated(lab.main))
     return Outcome(Phase.FINISHED, None, f"JupyterLab in pod {lab.name} was shut down", finished)
 
 
@@ -368,23 +370,22 @@ def _core_failure(pod: PodView, component: str, established: bool) -> Outcome | 
         if not pod.failure_counts(when):
             return None
         ending = current or last
-        oom = ending is not None and ending.get("reason") == Reason.OOM_KILLED
+        oom = ending is not None and ending.reason == Reason.OOM_KILLED
         detail = describe(ending) if ending is not None else f"failed ({pod.reason or 'no reason given'})"
         if ending is not None and pod.reason is not None:
             detail += f" (pod reason {pod.reason})"
         message = f"{component} pod {pod.name} {detail}"
         return Outcome(Phase.FAILED, Reason.OOM_KILLED if oom else failed_reason, message, when)
     restarts = pod.restarts
-    is_running = isinstance(get(pod.main, "state", "running"), Mapping)
-    if not established or restarts < MAX_RESTARTS or is_running:
+    if not established or restarts < MAX_RESTARTS or is_running(pod.main):
         return None
     ending = current or last
-    if ending is None or to_int(ending.get("exitCode")) == 0:
+    if ending is None or to_int(ending.exit_code) == 0:
         return None
-    when = parse_time(ending.get("finishedAt"))
+    when = parse_time(ending.finished_at)
     if not pod.failure_counts(when):
         return None
-    oom = ending.get("reason") == Reason.OOM_KILLED
+    oom = ending.reason == Reason.OOM_KILLED
     message = f"{component} container in pod {pod.name} {describe(ending)} after {restarts} restarts"
     return Outcome(Phase.FAILED, Reason.OOM_KILLED if oom else failed_reason, message, when)
 
@@ -451,17 +452,46 @@ def build_context(
 ) -> Context:
     """Read the release's pods once and derive what every rule needs."""
     now = _aware(now)
-    views = [p if isinstance(p, PodView) else read_pod(p) for p in pods]
-    mine = [v for v in views if v.labels.get(INSTANCE_LABEL, release) == release]
-    mine.sort(key=lambda v: (PRIORITY.get(v.component or "", 9), v.name))
-    session = tuple(v for v in mine if v.component in SESSION_COMPONENTS)
-    hooks = tuple(v for v in mine if v.component in HOOK_COMPONENTS)
-
-    def first(component: str) -> PodView | None:
-        return next((v for v in session if v.component == component), None)
-
-    scheduler, pilot, jupyterlab = first(SCHEDULER), first(PILOT), first(JUPYTERLAB)
-    workers = tuple(v for v in session if v.component == WORKER)
+    mine: list[PodView] = []
+    for pod in pods:
+        view = pod if type(pod) is PodView or isinstance(pod, PodView) else read_pod(pod)
+        if view.labels.get(INSTANCE_LABEL, release) == release:
+            mine.append(view)
+    mine.sort(key=_IMPORTANCE)
+    session_list: list[PodView] = []
+    hook_list: list[PodView] = []
+    worker_list: list[PodView] = []
+    scheduler: PodView | None = None
+    pilot: PodView | None = None
+    jupyterlab: PodView | None = None
+    submitted: datetime | None = None
+    skew: float | None = None
+    for view in mine:
+        # the clock skew: kubelet times before their pod's creation, or any time after now
+        if skew is None or view.skew_behind > skew:
+            skew = view.skew_behind
+        if view.latest_time is not None:
+            ahead = (view.latest_time - now).total_seconds()
+            if ahead > skew:
+                skew = ahead
+        component = view.component
+        if component in SESSION_COMPONENTS or component in HOOK_COMPONENTS:
+            created = view.created  # submitted: the earliest creation, the cleanup hook's aside
+            if created is not None and component != CLEANUP and (submitted is None or created < submitted):
+                submitted = created
+        if component in SESSION_COMPONENTS:
+            session_list.append(view)
+            if component == WORKER:
+                worker_list.append(view)
+            elif component == SCHEDULER and scheduler is None:
+                scheduler = view
+            elif component == PILOT and pilot is None:
+                pilot = view
+            elif component == JUPYTERLAB and jupyterlab is None:
+                jupyterlab = view
+        elif component in HOOK_COMPONENTS:
+            hook_list.append(view)
+    session, hooks, workers = tuple(session_list), tuple(hook_list), tuple(worker_list)
     annotations = merged_annotations(session)
     labels: dict[str, Any] = {}
     for view in reversed(session + hooks):  # later updates win: the first pod's value is written last
@@ -474,18 +504,18 @@ def build_context(
     else:
         mode = None
 
-    created = [v.created for v in session + hooks if v.component != CLEANUP]
-    submitted = min((t for t in created if t is not None), default=None)
     # a worker being deleted is on its way out (its endpoints are already removed): not counted
-    ready_workers = tuple(v for v in workers if v.ready and not v.deleting)
+    ready_workers = tuple(v for v in workers if v.ready and v.deletion_timestamp is None)
     wanted = to_int(annotations.get(ANN_WORKERS_WANTED))
     pilot_main = pilot.main if pilot is not None else None
     pilot_ended = terminated(pilot_main)
-    pilot_started = parse_time(get(pilot_main, "state", "running", "startedAt")) or parse_time(
-        get(pilot_ended, "startedAt")
+    pilot_state = pilot_main.state if pilot_main is not None else None
+    pilot_running = pilot_state.running if pilot_state is not None else None
+    pilot_started = (parse_time(pilot_running.started_at) if pilot_running is not None else None) or (
+        parse_time(pilot_ended.started_at) if pilot_ended is not None else None
     )
     if pilot_ended is not None:
-        exit_code = to_int(pilot_ended.get("exitCode"))
+        exit_code = to_int(pilot_ended.exit_code)
     else:
         exit_code = 0 if pilot is not None and pilot.phase == "Succeeded" else None
     if mode == "interactive":
@@ -494,9 +524,6 @@ def build_context(
         established = pilot_started is not None
     if startup_timeout is None:
         startup_timeout = to_seconds(annotations.get(ANN_STARTUP_SECONDS))
-
-    skews = [v.skew_behind for v in mine]
-    skews += [(v.latest_time - now).total_seconds() for v in mine if v.latest_time is not None]
     return Context(
         release=release,
         namespace=namespace,
@@ -520,16 +547,22 @@ def build_context(
         established=established,
         ready_workers=ready_workers,
         workers_wanted=wanted if wanted is not None and wanted >= 0 else len(workers),
-        clock_skew_seconds=round(max(0.0, *skews), 1) if skews else None,
+        clock_skew_seconds=None if skew is None else round(max(0.0, skew), 1),
     )
+
+
+_IMPORTANCE: Final = attrgetter("rank", "name")
 
 
 def _workers_ready_at(ctx: Context) -> datetime | None:
     """The moment the count of Ready workers reached the wanted number (None before, or none wanted)."""
-    times = sorted(t for t in (v.ready_since for v in ctx.ready_workers) if t is not None)
-    if 0 < ctx.workers_wanted <= len(ctx.ready_workers) and len(times) == len(ctx.ready_workers):
-        return times[ctx.workers_wanted - 1]
-    return None
+    wanted, ready = ctx.workers_wanted, ctx.ready_workers
+    if not 0 < wanted <= len(ready):
+        return None
+    times = [v.ready_since for v in ready]
+    if None in times:
+        return None
+    return sorted(times)[wanted - 1]  # type: ignore[type-var]
 
 
 def state_of(ctx: Context, outcome: Outcome) -> SessionState:

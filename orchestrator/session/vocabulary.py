@@ -118,7 +118,7 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Timings:
     """When each step of a session happened (None: not yet, or not known)."""
 
@@ -139,7 +139,7 @@ class Timings:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SessionState:
     """What one release is doing, for the monitor, the CLI and the deadline checks.
 

@@ -66,6 +66,20 @@ def tables(doc: dict[str, Any]) -> str:
                 f"* {name}: LIST + decode {s['list_and_decode_cpu_seconds_median']} s CPU of "
                 f"{s['whole_cycle_cpu_seconds_median']} s ({s['list_share_of_cpu']:.0%})"
             )
+    ab = doc.get("before_after")
+    if ab:
+        out.append(
+            f"\nBefore and after at {ab['sessions']} sessions, interleaved ({ab['when']}, load {ab['load_average_1min']}, "
+            f"same phases and reasons: {ab['same_phases_and_reasons']}):\n"
+        )
+        out.append("| code | CPU min / median | wall min / median | process max RSS |")
+        out.append("|---|---|---|---|")
+        for name in ("baseline", "now"):
+            f = ab[name]
+            out.append(
+                f"| {name} ({ab[name + '_commit']}) | {f['cpu_seconds_min']} / {f['cpu_seconds_median']} s | "
+                f"{f['wall_seconds_min']} / {f['wall_seconds_median']} s | {f['process_max_rss_mb']} MB |"
+            )
     return "\n".join(out)
 
 

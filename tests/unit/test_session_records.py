@@ -1,8 +1,9 @@
 """The monitor's compact pod records derive exactly the states the plain pod dicts do.
 
-``Kube.list_pod_states_at`` decodes each listed pod straight into a ``PodRecord`` (typed msgspec
-Structs, only the fields the rules read) and ``group_pods_by_release`` reads those into views;
-the rules were written against pod dicts. Both paths must agree on every recorded pod, at every
+``Kube.list_pod_states_at`` decodes the listed pods straight into ``PodRecord`` s (typed msgspec
+Structs, only the fields the rules read) and ``group_pods_by_release`` reads those into views; a
+pod given as a dict (the tests, the recorded pods, a pod the typed decoding refused) is read
+through ``record_of`` into the same record. Both paths must agree on every recorded pod, at every
 stage of a session's life (several ``now``), and on pods with any field missing or of an odd type
 (the typed decoding refuses some of those: that pod falls back to its plain JSON).
 """
@@ -16,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.kube import Kube, PodRecord
+from orchestrator.kube import (
+    ContainerState,
+    ContainerStatus,
+    Kube,
+    PodCondition,
+    PodMetadata,
+    PodRecord,
+    record_of,
+)
 from orchestrator.session import derive_session, group_pods_by_release
 from orchestrator.session.deadlines import apply_deadline
 from orchestrator.session.pods import PodView, read_pod
@@ -122,3 +131,29 @@ def test_an_odd_pod_falls_back_to_its_json_without_hiding_the_others() -> None:
     assert listed[1] == {"metadata": {k: v for k, v in odd["metadata"].items() if k != "managedFields"}, "status": odd["status"]}
     assert listed[2] == {}
     assert read_pod(listed[1]).name == odd["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_a_pod_dict_becomes_the_record_its_json_decodes_into(name: str) -> None:
+    items = _items(name)
+    for pod, listed in zip(items, _listed(items), strict=True):
+        assert record_of(pod) == listed
+
+
+def test_the_odd_parts_of_a_pod_dict_are_dropped_not_the_pod() -> None:
+    pod = {
+        "metadata": {"name": "p", "labels": "not a mapping", "annotations": {"a": "1"}},
+        "status": {
+            "phase": 5,  # a leaf of any type is kept: the readers treat it as "not known"
+            "conditions": [{"type": "Ready", "status": "True"}, "not a condition"],
+            "containerStatuses": [{"name": "c", "state": "not a state", "lastState": {"terminated": []}}],
+            "initContainerStatuses": {"not": "a list"},
+        },
+    }
+    record = record_of(pod)
+    assert record.metadata == PodMetadata(name="p", labels=None, annotations={"a": "1"})
+    assert record.status is not None and record.status.phase == 5
+    assert record.status.conditions == (PodCondition(kind="Ready", status="True"),)
+    assert record.status.container_statuses == (ContainerStatus(name="c", state=None, last_state=ContainerState()),)
+    assert record.status.init_container_statuses is None
+    assert record_of({"metadata": "x"}) == PodRecord() and read_pod({"status": []}).name == "?"
