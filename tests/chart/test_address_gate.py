@@ -283,22 +283,19 @@ def test_a_batch_definition_is_never_given_addresses(script: dict[str, Any], tmp
     assert json.loads(path.read_bytes())[PANDA_ID] == batch
 
 
-def test_the_script_gives_up_with_one_message(tmp_path: Path) -> None:
-    """No API server answers: the process exits non-zero after its timeout, naming the Service."""
-    ca = make_session_tls("gate", ["localhost"], valid_for=dt.timedelta(hours=1)).ca_pem
-    for name, text in (("token", "t"), ("namespace", NAMESPACE), ("ca.crt", ca)):
-        (tmp_path / name).write_text(text)
+def run_script(credentials: Path, run_dir: Path) -> str:
+    """The script as a process against an address where no API server answers; its one stderr line."""
     proc = subprocess.run(
         [sys.executable, str(SCRIPT)],
         env={
             "PATH": os.environ.get("PATH", ""),
-            "PILOT_RUN_DIR": str(tmp_path),
+            "PILOT_RUN_DIR": str(run_dir),
             "JOB_DEFINITION_SHA256": "0" * 64,
             "JUPYTER_SERVICE": LAB,
             "GATE_TIMEOUT_SECONDS": "1",
             "ADDRESS_GATE_POLL_SECONDS": "0.2",
             "ADDRESS_GATE_API": "https://127.0.0.1:9",
-            "ADDRESS_GATE_CREDENTIALS": str(tmp_path),
+            "ADDRESS_GATE_CREDENTIALS": str(credentials),
         },
         capture_output=True,
         text=True,
@@ -308,4 +305,21 @@ def test_the_script_gives_up_with_one_message(tmp_path: Path) -> None:
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("address gate: "), proc.stderr
-    assert f"JupyterLab's Service {LAB}" in lines[0] and "gave up after 1 s" in lines[0]
+    return lines[0]
+
+
+def test_the_script_gives_up_with_one_message(tmp_path: Path) -> None:
+    """No API server answers: the process exits non-zero after its timeout, naming the Service."""
+    ca = make_session_tls("gate", ["localhost"], valid_for=dt.timedelta(hours=1)).ca_pem
+    for name, text in (("token", "t"), ("namespace", NAMESPACE), ("ca.crt", ca)):
+        (tmp_path / name).write_text(text)
+    line = run_script(tmp_path, tmp_path)
+    assert f"JupyterLab's Service {LAB}" in line and "gave up after 1 s" in line
+
+
+def test_missing_credentials_are_named(tmp_path: Path) -> None:
+    assert f"{tmp_path / 'none' / 'ca.crt'}" in run_script(tmp_path / "none", tmp_path)
+    (tmp_path / "ca.crt").write_text(
+        make_session_tls("g", ["localhost"], valid_for=dt.timedelta(hours=1)).ca_pem
+    )
+    assert f"cannot read {tmp_path / 'namespace'}" in run_script(tmp_path, tmp_path)

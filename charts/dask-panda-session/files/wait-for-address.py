@@ -18,15 +18,15 @@ The URL is built as the orchestrator builds jupyter_url from the same Service
 https or http (else the first); https for a port named https or port 443; no port in the URL when
 it is the scheme's default. A chart test keeps the two equal.
 
-Environment (set by templates/_helpers-address-gate.tpl; the last three default to the pod's
-locations and exist for running this script outside a pod):
+Environment (set by templates/_helpers-address-gate.tpl; the last three have defaults, and
+ADDRESS_GATE_API exists for running this script outside a pod):
     PILOT_RUN_DIR           the pilot's private directory, holding pandaJobData.out (writable here)
     JOB_DEFINITION_SHA256   the released definition's sha256
     JUPYTER_SERVICE         the release's JupyterLab Service
     GATE_TIMEOUT_SECONDS    how long to wait for the address (timeouts.gateSeconds)
+    ADDRESS_GATE_CREDENTIALS  directory holding token, ca.crt and namespace (the chart's projected
+                              volume; default: a pod's /var/run/secrets/kubernetes.io/serviceaccount)
     ADDRESS_GATE_API        the API server's base URL (https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)
-    ADDRESS_GATE_CREDENTIALS  directory holding token, ca.crt and namespace
-                              (/var/run/secrets/kubernetes.io/serviceaccount)
     ADDRESS_GATE_POLL_SECONDS seconds between two reads of the Service (5)
 """
 
@@ -91,8 +91,12 @@ def api_base():
 
 
 def read_credential(directory, name):
-    with open(os.path.join(directory, name), encoding="utf-8") as handle:
-        return handle.read().strip()
+    path = os.path.join(directory, name)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as err:
+        raise Refused("cannot read %s: %s" % (path, err.strerror)) from None
 
 
 def get_service(base, credentials, context, name):
@@ -123,7 +127,11 @@ def get_service(base, credentials, context, name):
 def wait_for_url(name, timeout, poll):
     """Poll the Service until it has an external address; its URL."""
     credentials = os.environ.get("ADDRESS_GATE_CREDENTIALS") or CREDENTIALS
-    context = ssl.create_default_context(cafile=os.path.join(credentials, "ca.crt"))
+    cafile = os.path.join(credentials, "ca.crt")
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except OSError as err:
+        raise Refused("cannot read the cluster's CA %s: %s" % (cafile, err.strerror or err)) from None
     base = api_base()
     deadline = time.monotonic() + timeout
     last = "the Service has no status.loadBalancer.ingress yet"

@@ -31,7 +31,9 @@ true
 {{- end -}}
 {{- end -}}
 
-{{- define "dps.addressGate.credentialsDir" -}}/var/run/secrets/kubernetes.io/serviceaccount{{- end -}}
+{{/* Where the gate's token, CA and namespace are mounted: a directory of the chart's own (like the
+password's), named to the script by ADDRESS_GATE_CREDENTIALS. */}}
+{{- define "dps.addressGate.credentialsDir" -}}/etc/dask-panda-session-address-gate{{- end -}}
 
 {{/* The init container (initContainers list item); empty when the gate is off. */}}
 {{- define "dps.addressGate.container" -}}
@@ -53,6 +55,8 @@ true
       value: {{ include "dps.jupyterName" . | quote }}
     - name: GATE_TIMEOUT_SECONDS
       value: {{ .Values.timeouts.gateSeconds | int | toString | quote }}
+    - name: ADDRESS_GATE_CREDENTIALS
+      value: {{ include "dps.addressGate.credentialsDir" . | quote }}
   volumeMounts:
     # writable here only: the gate replaces pandaJobData.out (the other gate mounts it read-only)
     - name: shared
