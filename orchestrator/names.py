@@ -100,9 +100,13 @@ SECRET_COMPONENT: Final = "secret"  # noqa: S105 - a component label, not a pass
 """The per-job Secret the orchestrator makes (never the chart)."""
 GC_COMPONENT: Final = "directory-gc"
 PROBE_COMPONENT: Final = "netpol-probe"
+ADDRESS_GATE: Final = "address-gate"
+"""The pilot's address gate: its ServiceAccount, Role, RoleBinding and API-server egress policy,
+rendered only when JupyterLab's URL is unknown before the install (a LoadBalancer without a
+reserved IP, no Ingress)."""
 
 CHART_COMPONENTS: Final = frozenset(
-    {SCHEDULER, WORKER, PILOT, JUPYTERLAB, PREPARE, CLEANUP, TEST, SHARED_VOLUME, EGRESS}
+    {SCHEDULER, WORKER, PILOT, JUPYTERLAB, PREPARE, CLEANUP, TEST, SHARED_VOLUME, EGRESS, ADDRESS_GATE}
 )
 """Every component label the chart can render."""
 
@@ -157,6 +161,11 @@ def helm_test_name(release: str) -> str:
 def claim_name(release: str) -> str:
     """The shared claim the chart makes when ``sharedVolume.create.enabled`` (else the queue names one)."""
     return object_name(release, "shared")
+
+
+def address_gate_name(release: str) -> str:
+    """The address gate's ServiceAccount, Role, RoleBinding and API-server egress NetworkPolicy."""
+    return object_name(release, ADDRESS_GATE)
 
 
 def secret_name(release: str) -> str:
@@ -219,12 +228,29 @@ PVC: Final = Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims")
 EVENT: Final = Kind("Event", "v1", "events")
 NETWORK_POLICY: Final = Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
 INGRESS: Final = Kind("Ingress", "networking.k8s.io/v1", "ingresses")
+SERVICE_ACCOUNT: Final = Kind("ServiceAccount", "v1", "serviceaccounts")
+ROLE: Final = Kind("Role", "rbac.authorization.k8s.io/v1", "roles")
+ROLE_BINDING: Final = Kind("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings")
 
-CHART_KINDS: Final = frozenset({JOB, POD, SERVICE, NETWORK_POLICY, INGRESS, PVC})
+CHART_KINDS: Final = frozenset(
+    {JOB, POD, SERVICE, NETWORK_POLICY, INGRESS, PVC, SERVICE_ACCOUNT, ROLE, ROLE_BINDING}
+)
 """Every kind the chart can create (a chart-tier test renders every object and keeps this equal)."""
 ORCHESTRATOR_KINDS: Final = frozenset({SECRET, JOB})
 """Kinds the orchestrator creates itself: the per-job Secret; the cleanup, gc and pending-cleanup Jobs."""
 
 # Every kind a session can leave behind. Jobs come first so that their pods are deleted by their
-# owner; claims last, once no pod uses them.
-LEFTOVER_KINDS: Final[tuple[Kind, ...]] = (JOB, POD, SERVICE, SECRET, NETWORK_POLICY, INGRESS, PVC)
+# owner; the address gate's binding before its Role and ServiceAccount; claims last, once no pod
+# uses them.
+LEFTOVER_KINDS: Final[tuple[Kind, ...]] = (
+    JOB,
+    POD,
+    SERVICE,
+    SECRET,
+    NETWORK_POLICY,
+    INGRESS,
+    ROLE_BINDING,
+    ROLE,
+    SERVICE_ACCOUNT,
+    PVC,
+)

@@ -29,6 +29,7 @@ EXPECTED = {
     ("cleanup", "cleanup"): ("cleanup-job-dir.sh",),
     ("pilot", "wait-for-scheduler"): ("wait-for-scheduler.py",),
     ("pilot", "wait-for-job-definition"): ("wait-for-job-definition.py",),
+    ("pilot", "wait-for-address"): ("wait-for-address.py",),
     ("pilot", "pilot"): ("pilot-wrapper.sh",),
     ("worker-0", "wait-for-scheduler"): ("wait-for-scheduler.py",),
     ("jupyterlab", "wait-for-scheduler"): ("wait-for-scheduler.py",),
@@ -79,13 +80,12 @@ def _containers(rendered: Rendered) -> dict[tuple[str, str], dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def scripted(helm_bin: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """One render holding every scripted container: interactive mode, hooks and the helm test."""
-    rendered = render(
-        helm_bin,
-        [job_values("interactive", tests={"enabled": True, "minWorkers": 1})],
-        [VALUES_DIR / "example.yaml"],
-    )
-    return _containers(rendered)
+    """Renders holding every scripted container: interactive mode, hooks and the helm test, and
+    the pilot's address gate (a LoadBalancer whose address the cloud assigns)."""
+    values = job_values("interactive", tests={"enabled": True, "minWorkers": 1})
+    rendered = render(helm_bin, [values], [VALUES_DIR / "example.yaml"])
+    gate = render(helm_bin, [values], [VALUES_DIR / "GOOGLE_DASK.yaml"])
+    return {**_containers(rendered), **_containers(gate)}
 
 
 @pytest.mark.parametrize("where", sorted(EXPECTED), ids=lambda w: f"{w[0]}/{w[1]}")

@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator import names
 from orchestrator.job import release_name
+from orchestrator.values import deep_merge
 from tests.chart.conftest import MODES, PANDA_ID, QUEUE_FILES, RELEASE, Rendered, job_values, render
 from tests.conftest import CHART, VALUES_DIR
 
@@ -29,6 +30,19 @@ EVERYTHING: dict[str, Any] = {
         }
     },
     "tests": {"enabled": True},
+}
+# The objects an Ingress excludes: the pilot's address gate, on for a LoadBalancer whose address
+# the cloud assigns (no reserved IP, no Ingress), with its API-server egress policy.
+ADDRESS_GATE: dict[str, Any] = {
+    "jupyterlab": {
+        "service": {
+            "type": "LoadBalancer",
+            "loadBalancerIP": "",
+            "loadBalancerSourceRanges": ["192.0.2.0/24"],
+        },
+        "ingress": {"enabled": False},
+        "addressGate": {"enabled": "auto", "apiServerEgress": [{"cidr": "172.16.0.2/32", "ports": [443]}]},
+    },
 }
 OWN_PREFIXES = ("app.kubernetes.io/", "helm.sh/", f"{names.APP_NAME}/")
 KINDS_BY_NAME = {kind.name: kind for kind in names.CHART_KINDS}
@@ -55,6 +69,10 @@ def expected_objects(release: str, workers: int) -> dict[tuple[str, str], str]:
         (names.JOB.name, names.hook_job_name(release, names.CLEANUP)): names.CLEANUP,
         (pod, names.helm_test_name(release)): names.TEST,
         (names.PVC.name, names.claim_name(release)): names.SHARED_VOLUME,
+        (names.SERVICE_ACCOUNT.name, names.address_gate_name(release)): names.ADDRESS_GATE,
+        (names.ROLE.name, names.address_gate_name(release)): names.ADDRESS_GATE,
+        (names.ROLE_BINDING.name, names.address_gate_name(release)): names.ADDRESS_GATE,
+        (policy, names.address_gate_name(release)): names.ADDRESS_GATE,
     }
     out |= {(pod, names.worker_name(release, i)): names.WORKER for i in range(workers)}
     return out
@@ -127,18 +145,25 @@ def test_every_object_named_labelled_and_kinded_as_in_python(helm_bin: Path, cas
 
 @pytest.mark.parametrize("queue_file", QUEUE_FILES)
 def test_every_object_the_chart_can_make_is_rendered_and_known(helm_bin: Path, queue_file: str) -> None:
-    """With every optional object on, the render holds each name names.py builds, each once (the
-    claim twice: its pre-install hook and its post-delete stand-in), and exactly the CHART_KINDS."""
-    rendered = render(helm_bin, [job_values("interactive", **EVERYTHING)], [VALUES_DIR / queue_file])
-    expected = expected_objects(RELEASE, workers_of(rendered))
-    for obj in rendered.objects:
-        check_object(obj, expected, "interactive")
-    check_selectors(rendered)
-    seen = [(o["kind"], o["metadata"]["name"]) for o in rendered.objects]
-    assert set(seen) == set(expected), sorted(set(seen) ^ set(expected))
-    claim = (names.PVC.name, names.claim_name(RELEASE))
-    assert all(seen.count(k) == (2 if k == claim else 1) for k in set(seen)), seen
-    assert {o["kind"] for o in rendered.objects} == {k.name for k in names.CHART_KINDS}
+    """With every optional object on (in two renders: the Ingress excludes the address gate), the
+    renders hold each name names.py builds, each once per render (the claim twice: its pre-install
+    hook and its post-delete stand-in), and together exactly the CHART_KINDS."""
+    seen_all: set[tuple[str, str]] = set()
+    kinds: set[str] = set()
+    expected: dict[tuple[str, str], str] = {}
+    for extra in (EVERYTHING, deep_merge(EVERYTHING, ADDRESS_GATE)):
+        rendered = render(helm_bin, [job_values("interactive", **extra)], [VALUES_DIR / queue_file])
+        expected = expected_objects(RELEASE, workers_of(rendered))
+        for obj in rendered.objects:
+            check_object(obj, expected, "interactive")
+        check_selectors(rendered)
+        seen = [(o["kind"], o["metadata"]["name"]) for o in rendered.objects]
+        claim = (names.PVC.name, names.claim_name(RELEASE))
+        assert all(seen.count(k) == (2 if k == claim else 1) for k in set(seen)), seen
+        seen_all |= set(seen)
+        kinds |= {o["kind"] for o in rendered.objects}
+    assert seen_all == set(expected), sorted(seen_all ^ set(expected))
+    assert kinds == {k.name for k in names.CHART_KINDS}
 
 
 def test_the_templates_hold_no_other_kind() -> None:

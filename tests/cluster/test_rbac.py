@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from orchestrator import kube as kube_mod
+from orchestrator import names
 from orchestrator.doctor import Check, check_claim
 from orchestrator.kube import Kube
 from tests.cluster.conftest import KubeCluster
@@ -126,8 +127,54 @@ def test_the_role_reaches_nothing_outside_its_namespace(
     kube = Kube(kubeconfig=orchestrator_kubeconfig)
     assert not kube.can_i("default", "list", "pods")
     assert not kube.can_i(namespace, "create", "persistentvolumes")
-    assert not kube.can_i(namespace, "create", "roles", "rbac.authorization.k8s.io")
+    assert not kube.can_i(namespace, "create", "clusterroles", "rbac.authorization.k8s.io")
+    assert not kube.can_i(namespace, "create", "clusterrolebindings", "rbac.authorization.k8s.io")
     assert not kube.can_i(namespace, "create", "configmaps")
+    assert not kube.can_i(namespace, "escalate", "roles", "rbac.authorization.k8s.io")
+    assert not kube.can_i(namespace, "bind", "roles", "rbac.authorization.k8s.io")
+
+
+def test_the_role_can_grant_only_what_it_holds(orchestrator_kubeconfig: Path, namespace: str) -> None:
+    """It creates Roles (the pilot's address gate: `get` on one Service), but the API server's
+    escalation check refuses a Role with a right the orchestrator does not hold itself."""
+    kube = Kube(kubeconfig=orchestrator_kubeconfig)
+    assert kube.can_i(namespace, "create", "roles", "rbac.authorization.k8s.io")
+
+    def role(name: str, resource: str, verb: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": [resource], "resourceNames": ["x"], "verbs": [verb]}],
+        }
+
+    kube.create(names.ROLE, namespace, role("reads-one-service", "services", "get"))
+    with pytest.raises(kube_mod.KubeError, match="not currently held"):
+        kube.create(names.ROLE, namespace, role("writes-configmaps", "configmaps", "update"))
+    assert kube.get(names.ROLE, namespace, "writes-configmaps") is None
+    assert kube.delete(names.ROLE, namespace, "reads-one-service")
+
+
+def test_an_interactive_session_with_its_address_gate_with_the_role(
+    kube_cluster: KubeCluster, orchestrator_kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    """A LoadBalancer whose address the cloud assigns: the release holds the pilot's address gate
+    (a ServiceAccount, a Role on one Service, their binding), which the Role installs and sweeps."""
+    svc = service(kube_cluster, namespace, kubeconfig=str(orchestrator_kubeconfig))
+    exposure = {
+        "jupyterlab": {"service": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["198.51.100.0/24"]}}
+    }
+    extra = [values_file(tmp_path, "lb", {**fast_timeouts(), **exposure})]
+    release = svc.submit(
+        job(905, mode="interactive", password="a-Password-for-905"), values_files=extra
+    ).release
+    gate = names.address_gate_name(release)
+    assert {f"{kind}/{gate}" for kind in ("serviceaccount", "role.rbac.authorization.k8s.io")} <= set(
+        labelled(kube_cluster, namespace, release)
+    )
+    swept = svc.sweep(release)
+    assert swept.clean, swept
+    assert labelled(kube_cluster, namespace, release) == []
 
 
 def test_doctor_passes_with_the_role(orchestrator_kubeconfig: Path, namespace: str) -> None:

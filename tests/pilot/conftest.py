@@ -33,6 +33,7 @@ from orchestrator.job import parse_job
 from orchestrator.values import load_queue, render_values
 from tests.conftest import CHART, ROOT, tool
 from tests.pilot.harness import PILOT_SOURCE, PilotKubelet
+from tests.pilot.stub_apiserver import StubApiServer
 from tests.pilot.stub_panda import Replier, StubPanda
 from tests.smoke.conftest import SMOKE_VENV, new_panda_id, new_ports
 from tests.smoke.kubelet import helm_template
@@ -195,8 +196,11 @@ class PilotCase:
 class PilotRun:
     """Several cases at once (the pilot mostly waits), one stub for all."""
 
-    def __init__(self, stub: StubPanda, workdir: Path, harvester_id: str = "pilot-tier") -> None:
+    def __init__(
+        self, stub: StubPanda, workdir: Path, api: StubApiServer, harvester_id: str = "pilot-tier"
+    ) -> None:
         self.stub = stub
+        self.api = api
         self.workdir = workdir
         self.harvester_id = harvester_id
         self.proxy = self_signed_proxy(workdir)
@@ -259,7 +263,14 @@ class PilotRun:
             workdir,
             SMOKE_VENV,
             secrets=secret_data,
-            config_maps={CONFIG_MAP: {"default.cfg": self.config}},
+            config_maps={
+                CONFIG_MAP: {"default.cfg": self.config},
+                "kube-root-ca.crt": {"ca.crt": self.api.tls.ca_pem},
+            },
+            # the address gate's ServiceAccount (interactive GOOGLE_DASK: a LoadBalancer whose
+            # address the cloud assigns), with the stub API server's token
+            service_account_tokens={f"{case.release}-address-gate": self.api.token},
+            api_server_env=self.api.kubelet_env(),
         )
         kubelet.extra_mounts[TRF_DIR] = self.trf_dir
         case.kubelet = kubelet
@@ -354,12 +365,18 @@ def stub() -> Iterator[StubPanda]:
 
 
 @pytest.fixture(scope="session")
+def api_server() -> Iterator[StubApiServer]:
+    with StubApiServer(NAMESPACE).running() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def cases(
-    pilot_source: Path, stub: StubPanda, tmp_path_factory: pytest.TempPathFactory
+    pilot_source: Path, stub: StubPanda, api_server: StubApiServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, PilotCase]]:
     workdir = tmp_path_factory.mktemp("pilot")
     workdir.chmod(0o755)
-    run = PilotRun(stub, workdir)
+    run = PilotRun(stub, workdir, api_server)
     all_cases = [
         PilotCase("finished", "batch", exit_code=0),
         PilotCase("exit3", "batch", exit_code=3, dask=False),

@@ -7,6 +7,10 @@ container. Here it does, with three additions and nothing else changed in the re
   appears at ``/opt/pilot3`` (the pilot image's path); the interpreter is the smoke venv's, with the
   images' dask set, so the payload's dask client matches the scheduler;
 - ConfigMap volumes (the pilot's configuration file), from dicts standing in for the objects;
+- projected volumes (the address gate's token, CA and namespace): a ServiceAccount token from a
+  dict standing in for the TokenRequest API, ConfigMaps as above, the downward API's fields; and
+  the API server's address in every container's environment (``KUBERNETES_SERVICE_HOST``/``PORT``,
+  as a kubelet sets them), pointing at a stub API server;
 - CONFINEMENT. At the end of a job the pilot kills every process of its uid whose parent is PID 1
   (``kill_orphans``): on a test machine that is the local cluster, CI and other people's work. The
   main container is therefore started only inside ``setsid --wait unshare --pid --fork
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT
-from tests.smoke.kubelet import PODROOT, Kubelet, KubeletError, Manifest
+from tests.smoke.kubelet import PODROOT, Kubelet, KubeletError, Manifest, _chown, field_value
 
 PILOT_HOME = ROOT / ".venv-pilot"
 PILOT_SOURCE = PILOT_HOME / "pilot3"  # the pinned sdist, unpacked as in the pilot image
@@ -78,10 +82,14 @@ class PilotKubelet(Kubelet):
         *args: Any,
         config_maps: Mapping[str, Mapping[str, str]] | None = None,
         pilot_source: Path = PILOT_SOURCE,
+        service_account_tokens: Mapping[str, str] | None = None,
+        api_server_env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.config_maps = {k: dict(v) for k, v in (config_maps or {}).items()}
+        self.service_account_tokens = dict(service_account_tokens or {})
+        self.api_server_env = dict(api_server_env or {})
         self.pilot_source = pilot_source
         self._confined: set[str] = set()
         self._confined_processes: list[subprocess.Popen[bytes]] = []
@@ -93,14 +101,49 @@ class PilotKubelet(Kubelet):
     def _volume_sources(self, pod: Manifest, root: Path) -> dict[str, Path]:
         volumes = pod["spec"].get("volumes") or []
         plain = copy.deepcopy(pod)
-        plain["spec"]["volumes"] = [v for v in volumes if "configMap" not in v]
+        plain["spec"]["volumes"] = [v for v in volumes if "configMap" not in v and "projected" not in v]
         sources = super()._volume_sources(plain, root)
         for volume in volumes:
             if "configMap" in volume:
                 sources[volume["name"]] = self._config_map_volume(
                     volume["configMap"], root / "volumes" / volume["name"]
                 )
+            elif "projected" in volume:
+                sources[volume["name"]] = self._projected_volume(
+                    pod, volume["projected"], root / "volumes" / volume["name"]
+                )
         return sources
+
+    def _projected_volume(self, pod: Manifest, spec: Manifest, path: Path) -> Path:
+        """The token of the pod's ServiceAccount, ConfigMap keys and downward-API fields, as files."""
+        path.mkdir(parents=True, exist_ok=True)
+        security = pod["spec"].get("securityContext") or {}
+        for source in spec["sources"]:
+            if "serviceAccountToken" in source:
+                account = pod["spec"].get("serviceAccountName", "default")
+                token = self.service_account_tokens.get(account)
+                if token is None:
+                    raise KubeletError(f"no token for the ServiceAccount {account} was given to the kubelet")
+                files = {source["serviceAccountToken"]["path"]: token}
+            elif "configMap" in source:
+                data = self.config_maps.get(source["configMap"]["name"])
+                if data is None:
+                    raise KubeletError(f"ConfigMap {source['configMap']['name']} is not given to the kubelet")
+                files = {item["path"]: data[item["key"]] for item in source["configMap"]["items"]}
+            elif "downwardAPI" in source:
+                files = {
+                    item["path"]: field_value(pod, self.namespace, item["fieldRef"]["fieldPath"])
+                    for item in source["downwardAPI"]["items"]
+                }
+            else:
+                raise KubeletError(f"unsupported projected source {sorted(source)}")
+            for name, text in files.items():
+                file = path / name
+                file.write_text(text)
+                file.chmod(0o600)  # a projected token is private to the pod's user
+                _chown(file, security.get("runAsUser"), security.get("fsGroup"))
+        path.chmod(0o755)
+        return path
 
     def _config_map_volume(self, spec: Manifest, path: Path) -> Path:
         data = self.config_maps.get(spec["name"])
@@ -118,6 +161,11 @@ class PilotKubelet(Kubelet):
         self, pod: Manifest, container: Manifest, argv: list[str] | None, root: Path
     ) -> tuple[Path, dict[str, str]]:
         spec_file, env = super()._spec(pod, container, argv, root)
+        if self.api_server_env:
+            spec = json.loads(spec_file.read_text())
+            spec["env"] = {**self.api_server_env, **spec["env"]}
+            env = {**self.api_server_env, **env}
+            spec_file.write_text(json.dumps(spec))
         if container["name"] == CONFINED_CONTAINER and pod["spec"]["containers"][0] is container:
             spec = json.loads(spec_file.read_text())
             image = {PILOT_IMAGE_PATH: self.pilot_source, **self.extra_mounts}

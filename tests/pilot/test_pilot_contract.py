@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.pilot.conftest import NAMESPACE, PilotCase, PilotRun
+from tests.pilot.stub_apiserver import StubApiServer
 from tests.pilot.stub_panda import StubPanda
 from tests.smoke.kubelet import container_argv, resolve_env
 
@@ -38,7 +39,7 @@ def rendered(
     stub = StubPanda("GOOGLE_DASK")  # never started: only its URL is rendered
     try:
         workdir = tmp_path_factory.mktemp("contract")
-        run = PilotRun(stub, workdir)
+        run = PilotRun(stub, workdir, StubApiServer(NAMESPACE))  # never started either
         case = PilotCase(f"contract-{request.param}", str(request.param))
         documents, secret_data = run.render(case)
         pod = next(

@@ -18,6 +18,7 @@ import pytest
 from orchestrator.harvester.base import ErrorCodes, error_code
 from orchestrator.session import Phase, Reason, derive_session
 from tests.pilot.conftest import NAMESPACE, PilotCase
+from tests.pilot.stub_apiserver import EXTERNAL_IP, StubApiServer
 from tests.pilot.stub_panda import StubPanda
 from tests.smoke.kubelet import PodRun
 
@@ -150,8 +151,11 @@ def test_tobekilled_ends_the_payload(cases: dict[str, PilotCase], stub: StubPand
 
 
 def test_interactive_update_carries_the_session_addresses(
-    cases: dict[str, PilotCase], stub: StubPanda
+    cases: dict[str, PilotCase], stub: StubPanda, api_server: StubApiServer
 ) -> None:
+    """GOOGLE_DASK's JupyterLab is a LoadBalancer whose address the cloud assigns: the pilot's
+    address gate read it (from the stub API server, with the gate's own token) and wrote it into
+    the definition, so the real pilot reports the external URL as sessionIP."""
     case = cases["interactive"]
     assert not case.error, summary(stub, case)
     first = next((u for u in stub.updates(case.panda_id) if "jobMetrics" in u), None)
@@ -159,7 +163,8 @@ def test_interactive_update_carries_the_session_addresses(
     metrics = str(first["jobMetrics"])
     scheduler = f"tls://{case.release}-scheduler.{NAMESPACE}.svc.cluster.local:"
     assert f"schedulerIP={scheduler}" in metrics, metrics
-    assert f"sessionIP=http://{case.release}-jupyterlab.{NAMESPACE}.svc" in metrics, metrics
+    assert f"sessionIP=http://{EXTERNAL_IP}/" in metrics, metrics  # GOOGLE_DASK's Service port is 80
+    assert (f"/api/v1/namespaces/{NAMESPACE}/services/{case.release}-jupyterlab", 200) in api_server.requests
     assert first["state"] in ("starting", "running"), summary(stub, case)
 
 

@@ -37,6 +37,8 @@ Helpers take the root context, except where a second argument is needed (a dict,
 {{- end -}}
 {{/* The pre-install (prepare) and pre-delete (cleanup) hook Jobs: (dict "root" $ "hook" "prepare") */}}
 {{- define "dps.hookName" -}}{{ include "dps.name" (dict "root" .root "suffix" .hook) }}{{- end -}}
+{{/* The pilot's address gate: ServiceAccount, Role, RoleBinding and API-server egress NetworkPolicy. */}}
+{{- define "dps.addressGateName" -}}{{ include "dps.name" (dict "root" . "suffix" "address-gate") }}{{- end -}}
 {{/* The `helm test` pod. */}}
 {{- define "dps.testName" -}}{{ include "dps.name" (dict "root" . "suffix" "test") }}{{- end -}}
 {{/* The shared claim: the queue's existing claim, or the one this release makes. */}}

@@ -271,12 +271,14 @@ private directory, and checks it against job.definitionSha256 before the pilot m
 
 {{/*
 The pilot's --lifetime: the pod's deadline counts from pod start, so the pilot gets the lifetime
-minus image pulls, both start gates and a graceful end (final update, log stage-out); a session
-too short for that reserve (tests, demos) gives the pilot half its lifetime.
+minus image pulls, its start gates (two; three with the address gate) and a graceful end (final
+update, log stage-out); a session too short for that reserve (tests, demos) gives the pilot half
+its lifetime.
 */}}
 {{- define "dps.pilotLifetime" -}}
 {{- $t := .Values.timeouts -}}
-{{- $left := sub (int $t.lifetimeSeconds) (add (int $t.pullSeconds) (mul 2 (int $t.gateSeconds)) (int $t.pilotEndSeconds)) -}}
+{{- $gates := ternary 3 2 (eq (include "dps.addressGate" .) "true") -}}
+{{- $left := sub (int $t.lifetimeSeconds) (add (int $t.pullSeconds) (mul $gates (int $t.gateSeconds)) (int $t.pilotEndSeconds)) -}}
 {{- max $left (div (int $t.lifetimeSeconds) 2) -}}
 {{- end -}}
 
