@@ -13,6 +13,13 @@ with session_ip changed and nothing else (scheduler_ip stays as released; a batc
 runs this gate). The new file is written next to the old one (a fresh name, created exclusively,
 so no symbolic link is followed) and renamed over it, so the pilot sees either definition whole.
 
+When no address can be had (the cloud is slow beyond timeouts.gateSeconds, or the API server
+stays unreachable, e.g. a NetworkPolicy plug-in that blocks the control plane, for
+ADDRESS_GATE_UNREACHABLE_SECONDS), the gate says why and lets the pilot start on the released
+definition (the in-cluster URL): the session itself does not depend on the job page's link, and
+Harvester reports the external URL anyway. What waiting cannot change (no right to read the
+Service, missing credentials, a definition that is not the released one) fails the pod.
+
 The URL is built as the orchestrator builds jupyter_url from the same Service
 (orchestrator/session/services.py): the first ingress entry with a hostname or ip; the port named
 https or http (else the first); https for a port named https or port 443; no port in the URL when
@@ -28,6 +35,7 @@ ADDRESS_GATE_API exists for running this script outside a pod):
                               volume; default: a pod's /var/run/secrets/kubernetes.io/serviceaccount)
     ADDRESS_GATE_API        the API server's base URL (https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)
     ADDRESS_GATE_POLL_SECONDS seconds between two reads of the Service (5)
+    ADDRESS_GATE_UNREACHABLE_SECONDS  how long the API server may not answer before the gate gives up (60)
 """
 
 import hashlib
@@ -124,8 +132,9 @@ def get_service(base, credentials, context, name):
         raise
 
 
-def wait_for_url(name, timeout, poll):
-    """Poll the Service until it has an external address; its URL."""
+def wait_for_url(name, timeout, poll, unreachable_limit):
+    """Poll the Service until it has an external address: (its URL, None), or (None, why not)
+    once `timeout` has passed or the API server has not answered for `unreachable_limit`."""
     credentials = os.environ.get("ADDRESS_GATE_CREDENTIALS") or CREDENTIALS
     cafile = os.path.join(credentials, "ca.crt")
     try:
@@ -133,25 +142,34 @@ def wait_for_url(name, timeout, poll):
     except OSError as err:
         raise Refused("cannot read the cluster's CA %s: %s" % (cafile, err.strerror or err)) from None
     base = api_base()
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    answered = started  # when the API server last answered
     last = "the Service has no status.loadBalancer.ingress yet"
     while True:
         try:
             service = get_service(base, credentials, context, name)
         except (OSError, ValueError) as err:  # URLError, HTTPError 5xx, a half-read answer
             service, last = None, "the API server at %s did not answer: %s" % (base, err)
+            if time.monotonic() - answered >= unreachable_limit:
+                return None, (
+                    "gave up after %d s: %s (with NetworkPolicies on, the pilot needs "
+                    "jupyterlab.addressGate.apiServerEgress)" % (time.monotonic() - started, last)
+                )
         else:
+            answered = time.monotonic()
             if service is None:
                 last = "the Service does not exist (yet)"
             else:
                 url = external_url(service)
                 if url is not None:
-                    return url
+                    return url, None
                 last = "the Service has no status.loadBalancer.ingress yet"
         if time.monotonic() + poll > deadline:
-            raise Refused(
-                "gave up after %d s waiting for the external address of JupyterLab's Service %s: %s "
-                "(with NetworkPolicies on, the pilot needs jupyterlab.addressGate.apiServerEgress)" % (timeout, name, last)
+            return None, "gave up after %d s waiting for the external address of JupyterLab's Service %s: %s" % (
+                timeout,
+                name,
+                last,
             )
         time.sleep(poll)
 
@@ -190,13 +208,22 @@ def rewrite_definition(run_dir, want_sha256, url):
 
 
 def main():
-    """Wait for the address, rewrite the definition; exit non-zero with one message otherwise."""
+    """Wait for the address and rewrite the definition; without an address, leave the released
+    one and say why (exit 0); exit non-zero with one message on what waiting cannot change."""
     try:
-        url = wait_for_url(
+        url, why_not = wait_for_url(
             os.environ["JUPYTER_SERVICE"],
             float(os.environ["GATE_TIMEOUT_SECONDS"]),
             float(os.environ.get("ADDRESS_GATE_POLL_SECONDS") or 5),
+            float(os.environ.get("ADDRESS_GATE_UNREACHABLE_SECONDS") or 60),
         )
+        if url is None:
+            print(
+                "address gate: %s; the pilot starts with the released session_ip (the in-cluster URL)" % why_not,
+                file=sys.stderr,
+                flush=True,
+            )
+            return
         rewrite_definition(os.environ["PILOT_RUN_DIR"], os.environ["JOB_DEFINITION_SHA256"], url)
     except (Refused, OSError, ValueError) as err:
         sys.exit("address gate: %s" % err)
