@@ -42,6 +42,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
+from orchestrator import names as vocabulary
 from orchestrator.errors import DaskPandaSessionError
 from orchestrator.names import (  # re-exported: the kinds are addressed through this module
     APP_SELECTOR,
@@ -414,13 +415,46 @@ class PodCondition(msgspec.Struct, gc=False, rename="camel"):
     last_transition_time: Any = None
 
 
+def _key(name: str) -> Any:
+    """A label or annotation field: decoded from the key ``name``, UNSET when the pod lacks it
+    (so that "the first pod that has it wins" can tell absent from a value)."""
+    return msgspec.field(default=msgspec.UNSET, name=name)
+
+
+class PodLabels(msgspec.Struct, gc=False, omit_defaults=True):
+    """The labels of a pod that observation reads, and only those: the others (Helm's, kwok's,
+    anyone's) are skipped while decoding, never built. A value is as sent (any JSON value);
+    a label the pod lacks is ``msgspec.UNSET``."""
+
+    name: Any = _key(vocabulary.NAME_LABEL)
+    instance: Any = _key(vocabulary.INSTANCE_LABEL)
+    component: Any = _key(vocabulary.COMPONENT_LABEL)
+    pandaid: Any = _key(vocabulary.PANDAID_LABEL)
+    mode: Any = _key(vocabulary.MODE_LABEL)
+    queue: Any = _key(vocabulary.QUEUE_LABEL)
+    worker_id: Any = _key(vocabulary.WORKER_ID_LABEL)
+
+
+class PodAnnotations(msgspec.Struct, gc=False, omit_defaults=True):
+    """The annotations of a pod that observation reads (the session's addresses and limits),
+    and only those; as :class:`PodLabels`, an absent one is ``msgspec.UNSET``."""
+
+    scheduler_address: Any = _key(vocabulary.ANN_SCHEDULER_ADDRESS)
+    dashboard_url: Any = _key(vocabulary.ANN_DASHBOARD_URL)
+    jupyter_url: Any = _key(vocabulary.ANN_JUPYTER_URL)
+    workers_wanted: Any = _key(vocabulary.ANN_WORKERS_WANTED)
+    startup_seconds: Any = _key(vocabulary.ANN_STARTUP_SECONDS)
+    lease_seconds: Any = _key(vocabulary.ANN_LEASE_SECONDS)
+    lifetime_seconds: Any = _key(vocabulary.ANN_LIFETIME_SECONDS)
+
+
 class PodMetadata(msgspec.Struct, gc=False, rename="camel"):
-    """The fields of a pod's ``metadata`` that observation reads (``managedFields`` and the rest
-    are skipped while decoding, never built)."""
+    """The fields of a pod's ``metadata`` that observation reads (``managedFields``, the other
+    labels and annotations and the rest are skipped while decoding, never built)."""
 
     name: Any = None
-    labels: dict[str, Any] | None = None
-    annotations: dict[str, Any] | None = None
+    labels: PodLabels | None = None
+    annotations: PodAnnotations | None = None
     creation_timestamp: Any = None
     deletion_timestamp: Any = None
     deletion_grace_period_seconds: Any = None
@@ -592,8 +626,6 @@ def _lenient(value: object, cls: type[msgspec.Struct]) -> msgspec.Struct | None:
         item, shape = value[field.encode_name], _SHAPES[cls][field.name]
         if shape is None:
             fields[field.name] = item
-        elif shape is dict:
-            fields[field.name] = dict(item) if isinstance(item, Mapping) else None
         elif isinstance(shape, list):
             kept = [_lenient(entry, shape[0]) for entry in item] if isinstance(item, list) else None
             fields[field.name] = None if kept is None else tuple([entry for entry in kept if entry is not None])
@@ -603,22 +635,30 @@ def _lenient(value: object, cls: type[msgspec.Struct]) -> msgspec.Struct | None:
 
 
 def _shape(kind: Any) -> Any:
-    """How :func:`_lenient` reads a field of this type: None (any value), dict, [Struct] (a
-    tuple of records) or Struct."""
+    """How :func:`_lenient` reads a field of this type: None (any value), [Struct] (a tuple of
+    records) or Struct."""
     for option in typing.get_args(kind) or (kind,):
         if isinstance(option, type) and issubclass(option, msgspec.Struct):
             return option
         origin = typing.get_origin(option)
         if origin is tuple:
             return [typing.get_args(option)[0]]
-        if origin is dict:
-            return dict
     return None
 
 
 _SHAPES: Final[dict[type[msgspec.Struct], dict[str, Any]]] = {
     cls: {field.name: _shape(field.type) for field in msgspec.structs.fields(cls)}
-    for cls in (PodRecord, PodMetadata, PodStatus, PodCondition, ContainerStatus, ContainerState, ContainerStateBlock)
+    for cls in (
+        PodRecord,
+        PodMetadata,
+        PodLabels,
+        PodAnnotations,
+        PodStatus,
+        PodCondition,
+        ContainerStatus,
+        ContainerState,
+        ContainerStateBlock,
+    )
 }
 
 

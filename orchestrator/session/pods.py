@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, TypeGuard, TypeVar
 
 import msgspec
 
@@ -23,7 +23,9 @@ from orchestrator.kube import (
     ContainerState,
     ContainerStateBlock,
     ContainerStatus,
+    PodAnnotations,
     PodCondition,
+    PodLabels,
     PodMetadata,
     PodRecord,
     PodStatus,
@@ -225,8 +227,8 @@ class PodView(msgspec.Struct, frozen=True, gc=False):
 
     name: str
     component: str | None
-    labels: Mapping[str, Any]
-    annotations: Mapping[str, Any]
+    labels: PodLabels
+    annotations: PodAnnotations
     phase: str | None
     reason: str | None
     status_message: str | None
@@ -274,6 +276,8 @@ def read_pod(pod: Pod | PodRecord) -> PodView:
 
 
 _NO_METADATA: Final = PodMetadata()
+NO_LABELS: Final = PodLabels()
+NO_ANNOTATIONS: Final = PodAnnotations()
 _NO_STATUS: Final = PodStatus()
 _NO_CONTAINERS: Final[tuple[ContainerStatus, ...]] = ()
 _EMPTY_BLOCK: Final = ContainerStateBlock()
@@ -305,8 +309,8 @@ def read_record(record: PodRecord) -> PodView:
     """
     metadata = record.metadata or _NO_METADATA
     status = record.status or _NO_STATUS
-    labels = metadata.labels if metadata.labels is not None else {}
-    label = labels.get(COMPONENT_LABEL)
+    labels = metadata.labels if metadata.labels is not None else NO_LABELS
+    label = labels.component
     component = label if type(label) is str or isinstance(label, str) else None
     transitions: dict[str, datetime | None] = {}
     ready = False
@@ -389,7 +393,7 @@ def read_record(record: PodRecord) -> PodView:
         name=name if isinstance(name, str) else "?",
         component=component,
         labels=labels,
-        annotations=metadata.annotations if metadata.annotations is not None else {},
+        annotations=metadata.annotations if metadata.annotations is not None else NO_ANNOTATIONS,
         phase=phase if isinstance(phase, str) else None,
         reason=pod_reason if isinstance(pod_reason, str) and pod_reason else None,
         status_message=pod_message if isinstance(pod_message, str) and pod_message else None,
@@ -430,14 +434,17 @@ def group_pods_by_release(pods: Iterable[Pod | PodRecord]) -> dict[str, list[Pod
 def _group(pods: Iterable[Pod | PodRecord]) -> dict[str, list[Pod | PodView]]:
     groups: dict[str, list[Pod | PodView]] = {}
     for pod in pods:
-        if type(pod) is PodRecord:
-            labels: Any = (pod.metadata.labels if pod.metadata is not None else None) or {}
-        else:
-            labels = get(pod, "metadata", "labels")
-            if not is_mapping(labels):
+        if type(pod) is PodRecord or isinstance(pod, PodRecord):
+            labels = pod.metadata.labels if pod.metadata is not None else None
+            if labels is None:
                 continue
-        release = labels.get(INSTANCE_LABEL)
-        if labels.get(NAME_LABEL) != APP_NAME or not isinstance(release, str) or not release:
+            release, app = labels.instance, labels.name
+        else:
+            found = get(pod, "metadata", "labels")
+            if not is_mapping(found):
+                continue
+            release, app = found.get(INSTANCE_LABEL), found.get(NAME_LABEL)
+        if app != APP_NAME or not isinstance(release, str) or not release:
             continue
         group = groups.get(release)
         if group is None:
@@ -449,22 +456,51 @@ def _group(pods: Iterable[Pod | PodRecord]) -> dict[str, list[Pod | PodView]]:
     return groups
 
 
-def merged_annotations(views: Sequence[PodView]) -> dict[str, Any]:
+_Keys = TypeVar("_Keys", PodLabels, PodAnnotations)
+
+
+def first_set(records: Sequence[_Keys], empty: _Keys) -> _Keys:
+    """Labels (or annotations) of several pods merged, the first pod that has a key giving its
+    value (``empty`` when there is no pod).
+
+    Pods of one release mostly carry the same keys: the first pod's record is returned as it is
+    when no later pod adds a key it lacks, and no record is built.
+    """
+    if not records:
+        return empty
+    first = records[0]
+    if len(records) == 1:
+        return first
+    rows = [msgspec.structs.astuple(record) for record in records]
+    values = list(rows[0])
+    changed = False
+    for index, value in enumerate(rows[0]):
+        if value is msgspec.UNSET:
+            for row in rows:
+                if row[index] is not msgspec.UNSET:
+                    values[index], changed = row[index], True
+                    break
+    return type(first)(*values) if changed else first
+
+
+def merged_annotations(views: Sequence[PodView]) -> PodAnnotations:
     """The annotations of the given pods, the first pod's value winning."""
-    merged: dict[str, Any] = {}
-    for view in reversed(views):  # later updates win: the first pod's value is written last
-        merged.update(view.annotations)
-    return merged
+    return first_set([view.annotations for view in views], NO_ANNOTATIONS)
 
 
-def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
+def merged_labels(views: Sequence[PodView]) -> PodLabels:
+    """The labels of the given pods, the first pod's value winning."""
+    return first_set([view.labels for view in views], NO_LABELS)
+
+
+def session_annotations(pods: Iterable[Pod | PodView]) -> PodAnnotations:
     """The merged annotations of the session pods (hooks and tests left out), the first pod's
     value winning.
 
     Reads only the labels and annotations of a pod dict: the deadline checks run over every
     session of a namespace after the rules, a second full read of each pod would double the cost.
     """
-    found: list[Mapping[str, Any]] = []
+    found: list[PodAnnotations] = []
     for pod in pods:
         if type(pod) is PodView or isinstance(pod, PodView):
             if pod.component in SESSION_COMPONENTS:
@@ -473,12 +509,16 @@ def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
         labels = get(pod, "metadata", "labels")
         component = labels.get(COMPONENT_LABEL) if is_mapping(labels) else None
         if isinstance(component, str) and component in SESSION_COMPONENTS:
-            annotations = get(pod, "metadata", "annotations")
-            found.append(annotations if is_mapping(annotations) else {})
-    merged: dict[str, Any] = {}
-    for annotations in reversed(found):  # later updates win: the first pod's value is written last
-        merged.update(annotations)
-    return merged
+            found.append(annotations_of(get(pod, "metadata", "annotations")))
+    return first_set(found, NO_ANNOTATIONS)
+
+
+def annotations_of(annotations: object) -> PodAnnotations:
+    """A pod's annotations given as a mapping (any shape; anything else counts as none) as the
+    :class:`~orchestrator.kube.PodAnnotations` their decoding makes."""
+    metadata = record_of({"metadata": {"annotations": annotations}}).metadata
+    found = None if metadata is None else metadata.annotations
+    return NO_ANNOTATIONS if found is None else found
 
 
 def pod_events(events: Sequence[Mapping[str, Any]] | None, view: PodView) -> list[Mapping[str, Any]]:

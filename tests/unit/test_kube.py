@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -16,6 +17,8 @@ from orchestrator.kube import (
     KubeConflict,
     KubeError,
     KubeUnavailable,
+    PodAnnotations,
+    PodLabels,
     PodRecord,
     container_dicts,
 )
@@ -111,8 +114,8 @@ POD = {
     "kind": "Pod",
     "metadata": {
         "name": "dask-1-scheduler",
-        "labels": {"app.kubernetes.io/instance": "dask-1"},
-        "annotations": {"dask-panda-session/workers": "2"},
+        "labels": {"app.kubernetes.io/instance": "dask-1", "helm.sh/chart": "dask-panda-session-1"},
+        "annotations": {"dask-panda-session/workers-wanted": "2", "kwok.x-k8s.io/node": "fake"},
         "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}],
     },
     "spec": {"containers": [{"name": "scheduler", "image": "dask:1"}]},
@@ -140,11 +143,13 @@ def test_list_pod_states_decodes_compact_records() -> None:
     first, bare = pods
     assert isinstance(first, PodRecord) and isinstance(bare, PodRecord)
     assert first.metadata is not None and first.status is not None and first.status.conditions is not None
+    # only the labels and annotations the rules read are decoded; an absent one is UNSET
     assert (first.metadata.name, first.metadata.labels, first.metadata.annotations) == (
         "dask-1-scheduler",
-        {"app.kubernetes.io/instance": "dask-1"},
-        {"dask-panda-session/workers": "2"},
+        PodLabels(instance="dask-1"),
+        PodAnnotations(workers_wanted="2"),
     )
+    assert first.metadata.labels is not None and first.metadata.labels.component is msgspec.UNSET
     assert (first.status.phase, first.status.conditions[0].kind, first.status.conditions[0].status) == (
         "Running",
         "Ready",

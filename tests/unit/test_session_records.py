@@ -21,6 +21,7 @@ from orchestrator.kube import (
     ContainerState,
     ContainerStatus,
     Kube,
+    PodAnnotations,
     PodCondition,
     PodMetadata,
     PodRecord,
@@ -29,6 +30,7 @@ from orchestrator.kube import (
 from orchestrator.session import derive_session, group_pods_by_release
 from orchestrator.session.deadlines import apply_deadline
 from orchestrator.session.pods import PodView, read_pod
+from orchestrator.session.vocabulary import ANN_LEASE_SECONDS
 from tests.doubles import NOW, PODS
 from tests.unit.test_kube import FakeApi
 
@@ -142,7 +144,11 @@ def test_a_pod_dict_becomes_the_record_its_json_decodes_into(name: str) -> None:
 
 def test_the_odd_parts_of_a_pod_dict_are_dropped_not_the_pod() -> None:
     pod = {
-        "metadata": {"name": "p", "labels": "not a mapping", "annotations": {"a": "1"}},
+        "metadata": {
+            "name": "p",
+            "labels": "not a mapping",
+            "annotations": {"a": "1", ANN_LEASE_SECONDS: "60", 5: "a key that is not a string"},
+        },
         "status": {
             "phase": 5,  # a leaf of any type is kept: the readers treat it as "not known"
             "conditions": [{"type": "Ready", "status": "True"}, "not a condition"],
@@ -151,7 +157,8 @@ def test_the_odd_parts_of_a_pod_dict_are_dropped_not_the_pod() -> None:
         },
     }
     record = record_of(pod)
-    assert record.metadata == PodMetadata(name="p", labels=None, annotations={"a": "1"})
+    # only the annotations the rules read are kept
+    assert record.metadata == PodMetadata(name="p", labels=None, annotations=PodAnnotations(lease_seconds="60"))
     assert record.status is not None and record.status.phase == 5
     assert record.status.conditions == (PodCondition(kind="Ready", status="True"),)
     assert record.status.container_statuses == (ContainerStatus(name="c", state=None, last_state=ContainerState()),)
