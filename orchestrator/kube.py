@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Annotated, Any, Final, Protocol
 
 import msgspec
 
@@ -405,6 +405,13 @@ class Kube:
         return self.request("GET", path, missing_ok=True) is not None
 
 
+Time = Annotated[datetime, msgspec.Meta(tz=True)]
+"""A timestamp of a pod, decoded by msgspec into an aware datetime (RFC 3339, as the API server
+writes them); a timestamp the decoding refuses (not a string, not a time, no time zone) makes
+its pod take the lenient way of :func:`record_of`, which parses what it can (a naive time is
+UTC) and makes the rest None: "not known"."""
+
+
 class PodCondition(msgspec.Struct, gc=False, rename="camel"):
     """One entry of ``status.conditions``; the values as the API sent them (any JSON value)."""
 
@@ -412,7 +419,7 @@ class PodCondition(msgspec.Struct, gc=False, rename="camel"):
     status: Any = None
     reason: Any = None
     message: Any = None
-    last_transition_time: Any = None
+    last_transition_time: Time | None = None
 
 
 def _key(name: str) -> Any:
@@ -455,8 +462,8 @@ class PodMetadata(msgspec.Struct, gc=False, rename="camel"):
     name: Any = None
     labels: PodLabels | None = None
     annotations: PodAnnotations | None = None
-    creation_timestamp: Any = None
-    deletion_timestamp: Any = None
+    creation_timestamp: Time | None = None
+    deletion_timestamp: Time | None = None
     deletion_grace_period_seconds: Any = None
 
 
@@ -467,8 +474,8 @@ class ContainerStateBlock(msgspec.Struct, gc=False, rename="camel", omit_default
     message: Any = None
     exit_code: Any = None
     signal: Any = None
-    started_at: Any = None
-    finished_at: Any = None
+    started_at: Time | None = None
+    finished_at: Time | None = None
 
 
 class ContainerState(msgspec.Struct, gc=False, omit_defaults=True):
@@ -499,7 +506,7 @@ class PodStatus(msgspec.Struct, gc=False, rename="camel"):
     phase: Any = None
     reason: Any = None
     message: Any = None
-    start_time: Any = None
+    start_time: Time | None = None
     conditions: tuple[PodCondition, ...] | None = None
     container_statuses: tuple[ContainerStatus, ...] | None = None
     init_container_statuses: tuple[ContainerStatus, ...] | None = None
@@ -604,8 +611,9 @@ def record_of(pod: Mapping[str, Any]) -> PodRecord:
     """A pod given as plain JSON (any shape) as the :class:`PodRecord` its typed decoding makes.
 
     Where the decoding would refuse the pod, the odd part is dropped instead: a level that is
-    not an object is "not known" (None), an entry of a list that is not an object is skipped;
-    leaves are kept whatever their type, as the decoding keeps them.
+    not an object is "not known" (None), an entry of a list that is not an object is skipped, a
+    timestamp is read by :func:`timestamp`; the other leaves are kept whatever their type, as
+    the decoding keeps them.
     """
     try:
         return msgspec.convert(pod, PodRecord)
@@ -626,6 +634,8 @@ def _lenient(value: object, cls: type[msgspec.Struct]) -> msgspec.Struct | None:
         item, shape = value[field.encode_name], _SHAPES[cls][field.name]
         if shape is None:
             fields[field.name] = item
+        elif shape is datetime:
+            fields[field.name] = timestamp(item)
         elif isinstance(shape, list):
             kept = [_lenient(entry, shape[0]) for entry in item] if isinstance(item, list) else None
             fields[field.name] = None if kept is None else tuple([entry for entry in kept if entry is not None])
@@ -635,9 +645,11 @@ def _lenient(value: object, cls: type[msgspec.Struct]) -> msgspec.Struct | None:
 
 
 def _shape(kind: Any) -> Any:
-    """How :func:`_lenient` reads a field of this type: None (any value), [Struct] (a tuple of
-    records) or Struct."""
+    """How :func:`_lenient` reads a field of this type: None (any value), datetime (a
+    timestamp), [Struct] (a tuple of records) or Struct."""
     for option in typing.get_args(kind) or (kind,):
+        if option is Time:
+            return datetime
         if isinstance(option, type) and issubclass(option, msgspec.Struct):
             return option
         origin = typing.get_origin(option)
@@ -660,6 +672,21 @@ _SHAPES: Final[dict[type[msgspec.Struct], dict[str, Any]]] = {
         ContainerStateBlock,
     )
 }
+
+
+def timestamp(value: object) -> datetime | None:
+    """An RFC 3339 timestamp (text, or a datetime already) as an aware datetime, a naive one
+    taken as UTC (Kubernetes times are UTC); anything else None."""
+    if isinstance(value, datetime):
+        when: datetime | None = value
+    elif isinstance(value, str) and value:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return when if when is None or when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _in_cluster() -> bool:

@@ -81,38 +81,6 @@ def get(obj: object, *keys: str) -> Any:
     return obj
 
 
-def parse_time(value: object) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime (naive taken as UTC); anything else None.
-
-    Cached by its text: the pods of one cycle share most of their timestamps (one-second
-    resolution), and the next cycle sees the same ones again, so each is parsed about once.
-    """
-    if type(value) is str:
-        when = _TIMES.get(value, _UNPARSED)
-        return _parse_new(value) if when is _UNPARSED else when
-    if not isinstance(value, str):
-        return None
-    return _parse_new(str(value))
-
-
-_UNPARSED: Final[Any] = object()
-_TIMES: Final[dict[str, datetime | None]] = {}
-_TIMES_MAX: Final = 65536
-
-
-def _parse_new(value: str) -> datetime | None:
-    if len(_TIMES) >= _TIMES_MAX:
-        _TIMES.clear()  # bounded: a long-lived monitor meets new timestamps every cycle
-    try:
-        parsed = datetime.fromisoformat(value) if value else None
-    except ValueError:
-        parsed = None
-    if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    _TIMES[value] = parsed
-    return parsed
-
-
 def aware(now: datetime) -> datetime:
     """``now`` as an aware datetime; a naive one is taken as UTC (Kubernetes times are UTC)."""
     return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
@@ -193,7 +161,7 @@ def exit_code(block: ContainerStateBlock | None) -> int | None:
 
 
 def finished_at(block: ContainerStateBlock | None) -> datetime | None:
-    return None if block is None else parse_time(block.finished_at)
+    return None if block is None else block.finished_at
 
 
 def describe(ended: ContainerStateBlock) -> str:
@@ -289,23 +257,23 @@ def _has_run(block: ContainerStateBlock | None) -> bool:
     return block is not None and block != _EMPTY_BLOCK
 
 
-def _stamp_texts(state: ContainerState | None, texts: list[Any]) -> None:
-    """Append the startedAt/finishedAt values of a container state's blocks (as sent)."""
+def _stamps(state: ContainerState | None, found: list[datetime]) -> None:
+    """Append the startedAt/finishedAt times of a container state's blocks."""
     if state is None:
         return
     for block in (state.waiting, state.running, state.terminated):
         if block is not None:
             if block.started_at is not None:
-                texts.append(block.started_at)
+                found.append(block.started_at)
             if block.finished_at is not None:
-                texts.append(block.finished_at)
+                found.append(block.finished_at)
 
 
 def read_record(record: PodRecord) -> PodView:
     """The :class:`PodView` of one record: the hot path of a monitor cycle (once per listed pod).
 
     Every field is visited once and the kubelet timestamps are reduced to their min and max on
-    the way; each timestamp text is parsed once per process (:func:`parse_time`'s cache).
+    the way (decoded as datetimes already: nothing is parsed here).
     """
     metadata = record.metadata or _NO_METADATA
     status = record.status or _NO_STATUS
@@ -319,7 +287,7 @@ def read_record(record: PodRecord) -> PodView:
         kind = condition.kind
         if type(kind) is str or isinstance(kind, str):
             # the last condition of a type wins
-            transitions[kind] = parse_time(condition.last_transition_time)
+            transitions[kind] = condition.last_transition_time
             if kind == "Ready":
                 ready = condition.status == "True"
             elif kind == "PodScheduled":
@@ -331,7 +299,7 @@ def read_record(record: PodRecord) -> PodView:
     # has run, and every container's startedAt/finishedAt (reduced to their min and max below)
     main = containers[0] if containers else None
     main_found = ran = False
-    texts: list[Any] = []
+    stamps: list[datetime] = []
     for container in containers:
         if not main_found and container.name == label:
             main, main_found = container, True
@@ -341,20 +309,12 @@ def read_record(record: PodRecord) -> PodView:
                 ran = state.running is not None or _has_run(state.terminated)
             if not ran and last is not None:
                 ran = _has_run(last.terminated)
-        _stamp_texts(state, texts)
-        _stamp_texts(last, texts)
+        _stamps(state, stamps)
+        _stamps(last, stamps)
     for container in init_containers:
-        _stamp_texts(container.state, texts)
-        _stamp_texts(container.last_state, texts)
-    low: datetime | None = None
-    high: datetime | None = None
-    for text in texts:
-        when = parse_time(text)
-        if when is not None:
-            if low is None or when < low:
-                low = when
-            if high is None or when > high:
-                high = when
+        _stamps(container.state, stamps)
+        _stamps(container.last_state, stamps)
+    low, high = (min(stamps), max(stamps)) if stamps else (None, None)
 
     ready_changed = transitions.get("Ready")
     started: datetime | None = None
@@ -367,7 +327,7 @@ def read_record(record: PodRecord) -> PodView:
     latest_transition = max(changes) if changes else None
     earliest = min(changes) if changes else None
     latest = latest_transition
-    for when in (parse_time(status.start_time), low, high):
+    for when in (status.start_time, low, high):
         if when is not None:
             if earliest is None or when < earliest:
                 earliest = when
@@ -375,14 +335,14 @@ def read_record(record: PodRecord) -> PodView:
                 latest = when
     was_ready = ready or (ran and ready_changed is not None and started is not None and ready_changed > started)
 
-    created = parse_time(metadata.creation_timestamp)
+    created = metadata.creation_timestamp
     skew_behind = (
         max(0.0, (created - earliest).total_seconds()) if created is not None and earliest is not None else 0.0
     )
     if created is not None and (latest is None or created > latest):
         latest = created
 
-    deletion_timestamp = parse_time(metadata.deletion_timestamp)
+    deletion_timestamp = metadata.deletion_timestamp
     deletion_requested = None
     if deletion_timestamp is not None:
         seconds = to_int(metadata.deletion_grace_period_seconds) or 0

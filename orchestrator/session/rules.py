@@ -29,7 +29,6 @@ from orchestrator.session.pods import (
     is_running,
     merged_annotations,
     merged_labels,
-    parse_time,
     problem,
     read_pod,
     str_or_none,
@@ -185,7 +184,7 @@ def pilot_failed(ctx: Context) -> Outcome | None:
     for init in pilot.init_containers:
         init_ended = terminated(init)
         if init_ended is not None and to_int(init_ended.exit_code) not in (None, 0):
-            init_finished = parse_time(init_ended.finished_at)
+            init_finished = init_ended.finished_at
             if not pilot.failure_counts(init_finished):
                 return None
             message = f"init container {init.name} of pilot pod {pilot.name} {describe(init_ended)}"
@@ -373,7 +372,7 @@ def _core_failure(pod: PodView, component: str, established: bool) -> Outcome | 
     ending = current or last
     if ending is None or to_int(ending.exit_code) == 0:
         return None
-    when = parse_time(ending.finished_at)
+    when = ending.finished_at
     if not pod.failure_counts(when):
         return None
     oom = ending.reason == Reason.OOM_KILLED
@@ -501,8 +500,8 @@ def build_context(
     pilot_ended = terminated(pilot_main)
     pilot_state = pilot_main.state if pilot_main is not None else None
     pilot_running = pilot_state.running if pilot_state is not None else None
-    pilot_started = (parse_time(pilot_running.started_at) if pilot_running is not None else None) or (
-        parse_time(pilot_ended.started_at) if pilot_ended is not None else None
+    pilot_started = (pilot_running.started_at if pilot_running is not None else None) or (
+        pilot_ended.started_at if pilot_ended is not None else None
     )
     if pilot_ended is not None:
         exit_code = to_int(pilot_ended.exit_code)

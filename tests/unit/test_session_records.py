@@ -125,6 +125,33 @@ def test_any_field_missing_or_odd_gives_the_same_states(name: str) -> None:
     assert checked > 100
 
 
+_TIME_KEYS = ("creationTimestamp", "deletionTimestamp", "startTime", "lastTransitionTime", "startedAt", "finishedAt")
+
+
+@pytest.mark.parametrize("name", ["batch-running", "batch-pilot-oomkilled", "worker-terminating"])
+def test_an_unreadable_timestamp_counts_as_absent(name: str) -> None:
+    """Timestamps are decoded as datetimes: one the decoding refuses sends its pod the lenient
+    way, where it is "not known", exactly as if the pod had not sent it."""
+    items = [_observed(p) for p in _items(name)]
+    checked = 0
+    for index, pod in enumerate(items):
+        for path in _paths(pod, ()):
+            if path[-1] not in _TIME_KEYS:
+                continue
+            odd, absent = _mutated(items, index, path, "x"), _mutated(items, index, path, _DELETE)
+            listed = _listed(odd)
+            assert not isinstance(listed[index], PodRecord)  # the lenient way, the others unharmed
+            assert all(isinstance(p, PodRecord) for i, p in enumerate(listed) if i != index)
+            for release, pods in group_pods_by_release(listed).items():
+                again = group_pods_by_release(_listed(absent))[release]
+                for now in (NOWS[1], NOWS[3]):
+                    assert derive_session(release, "ns", pods, now=now) == derive_session(
+                        release, "ns", again, now=now
+                    ), (path, now)
+            checked += 1
+    assert checked > 10
+
+
 def test_an_odd_pod_falls_back_to_its_json_without_hiding_the_others() -> None:
     good, odd = _items("batch-running")[:2]
     odd = {**odd, "status": {**odd["status"], "conditions": "not a list"}, "spec": {"containers": []}}
