@@ -20,7 +20,6 @@ from typing import Any, Final, TypeGuard, TypeVar
 import msgspec
 
 from orchestrator.kube import (
-    ContainerState,
     ContainerStateBlock,
     ContainerStatus,
     PodAnnotations,
@@ -257,18 +256,6 @@ def _has_run(block: ContainerStateBlock | None) -> bool:
     return block is not None and block != _EMPTY_BLOCK
 
 
-def _stamps(state: ContainerState | None, found: list[datetime]) -> None:
-    """Append the startedAt/finishedAt times of a container state's blocks."""
-    if state is None:
-        return
-    for block in (state.waiting, state.running, state.terminated):
-        if block is not None:
-            if block.started_at is not None:
-                found.append(block.started_at)
-            if block.finished_at is not None:
-                found.append(block.finished_at)
-
-
 def read_record(record: PodRecord) -> PodView:
     """The :class:`PodView` of one record: the hot path of a monitor cycle (once per listed pod).
 
@@ -309,11 +296,15 @@ def read_record(record: PodRecord) -> PodView:
                 ran = state.running is not None or _has_run(state.terminated)
             if not ran and last is not None:
                 ran = _has_run(last.terminated)
-        _stamps(state, stamps)
-        _stamps(last, stamps)
-    for container in init_containers:
-        _stamps(container.state, stamps)
-        _stamps(container.last_state, stamps)
+    for container in (*containers, *init_containers) if init_containers else containers:
+        for held in (container.state, container.last_state):
+            if held is not None:
+                for block in (held.waiting, held.running, held.terminated):
+                    if block is not None:
+                        if block.started_at is not None:
+                            stamps.append(block.started_at)
+                        if block.finished_at is not None:
+                            stamps.append(block.finished_at)
     low, high = (min(stamps), max(stamps)) if stamps else (None, None)
 
     ready_changed = transitions.get("Ready")
