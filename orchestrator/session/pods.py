@@ -422,14 +422,15 @@ def first_set(records: Sequence[_Keys], empty: _Keys) -> _Keys:
     first = records[0]
     if len(records) == 1:
         return first
-    rows = [msgspec.structs.astuple(record) for record in records]
-    values = list(rows[0])
+    values = list(msgspec.structs.astuple(first))
     changed = False
-    for index, value in enumerate(rows[0]):
+    for index, value in enumerate(values):
         if value is msgspec.UNSET:
-            for row in rows:
-                if row[index] is not msgspec.UNSET:
-                    values[index], changed = row[index], True
+            name = first.__struct_fields__[index]
+            for record in records:
+                found = getattr(record, name)
+                if found is not msgspec.UNSET:
+                    values[index], changed = found, True
                     break
     return type(first)(*values) if changed else first
 
