@@ -6,9 +6,12 @@ into one :class:`PodRecord` (:func:`~orchestrator.kube.record_of` for a dict: th
 decoding makes, its odd parts dropped) and then into a frozen :class:`PodView` holding
 everything the rules ask about (component, phase, readiness, the main container's status,
 deletion, timestamps). The rules then read the view and its container records by attribute:
-no label is parsed twice, no dict is built per container, and there is no defensive reader per
-field (the record's shape is guaranteed; only its leaves may be of an odd type, and the few
-leaves the rules compare or compute with are checked where they are read).
+no label is parsed twice, no dict is built per container, no timestamp is parsed (they are
+datetimes or None already), and there is no defensive reader per field (the record's shape is
+guaranteed; only its other leaves may be of an odd type, and the few leaves the rules compare or
+compute with are checked where they are read). Labels and annotations are the records
+:class:`~orchestrator.kube.PodLabels` and :class:`~orchestrator.kube.PodAnnotations` (an absent
+key is ``msgspec.UNSET``); several pods' are merged by :func:`first_set`.
 """
 
 from __future__ import annotations
