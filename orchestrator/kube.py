@@ -18,8 +18,9 @@ from etcd, so a monitor cycle is cheap for the server too (the answer may lag th
 the cache's delay, well under a monitor period). :meth:`Kube.list_pod_states_at` decodes the
 whole PodList in one typed call, each pod straight into a compact :class:`PodRecord` (typed
 msgspec Structs of the fields observation reads, which the rules then read directly), skipping
-``spec``, ``managedFields``, images, IDs and mounts without building them: about a fifth of the
-decoding time of the full pods as dicts, and a third of their memory.
+``spec``, ``managedFields``, images, IDs, mounts and every label and annotation the rules do not
+read without building them, and decoding the timestamps into datetimes on the way: about a
+fifth of the decoding time of the full pods as dicts, and a quarter of their memory.
 
 Time: every API answer carries the server's `Date` header. The calls whose callers reason about
 ages (the pod LIST of observe, the Secret that serves as a submit's lock) return it, so ages are
@@ -38,10 +39,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Annotated, Any, Final, Protocol
 
 import msgspec
 
+from orchestrator import names as vocabulary
 from orchestrator.errors import DaskPandaSessionError
 from orchestrator.names import (  # re-exported: the kinds are addressed through this module
     APP_SELECTOR,
@@ -243,8 +245,8 @@ class Kube:
 
         Only what observation reads is built (``spec``, ``managedFields`` and the other fields are
         skipped while decoding), and the whole PodList is decoded by ONE typed call. A pod whose
-        shape the typed decoding refuses (a field of the wrong container type: the API server
-        never sends one) is returned as its plain JSON ``{"metadata": ..., "status": ...}``
+        shape the typed decoding refuses (a field of the wrong container type, a timestamp that
+        is not one: the API server never sends either) is returned as its plain JSON ``{"metadata": ..., "status": ...}``
         instead, so one odd pod never hides the others (:func:`record_of` reads it into the same
         record).
         """
@@ -404,6 +406,13 @@ class Kube:
         return self.request("GET", path, missing_ok=True) is not None
 
 
+Time = Annotated[datetime, msgspec.Meta(tz=True)]
+"""A timestamp of a pod, decoded by msgspec into an aware datetime (RFC 3339, as the API server
+writes them); a timestamp the decoding refuses (not a string, not a time, no time zone) makes
+its pod take the lenient way of :func:`record_of`, which parses what it can (a naive time is
+UTC) and makes the rest None: "not known"."""
+
+
 class PodCondition(msgspec.Struct, gc=False, rename="camel"):
     """One entry of ``status.conditions``; the values as the API sent them (any JSON value)."""
 
@@ -411,18 +420,51 @@ class PodCondition(msgspec.Struct, gc=False, rename="camel"):
     status: Any = None
     reason: Any = None
     message: Any = None
-    last_transition_time: Any = None
+    last_transition_time: Time | None = None
+
+
+def _key(name: str) -> Any:
+    """A label or annotation field: decoded from the key ``name``, UNSET when the pod lacks it
+    (so that "the first pod that has it wins" can tell absent from a value)."""
+    return msgspec.field(default=msgspec.UNSET, name=name)
+
+
+class PodLabels(msgspec.Struct, gc=False, omit_defaults=True):
+    """The labels of a pod that observation reads, and only those: the others (Helm's, kwok's,
+    anyone's) are skipped while decoding, never built. A value is as sent (any JSON value);
+    a label the pod lacks is ``msgspec.UNSET``."""
+
+    name: Any = _key(vocabulary.NAME_LABEL)
+    instance: Any = _key(vocabulary.INSTANCE_LABEL)
+    component: Any = _key(vocabulary.COMPONENT_LABEL)
+    pandaid: Any = _key(vocabulary.PANDAID_LABEL)
+    mode: Any = _key(vocabulary.MODE_LABEL)
+    queue: Any = _key(vocabulary.QUEUE_LABEL)
+    worker_id: Any = _key(vocabulary.WORKER_ID_LABEL)
+
+
+class PodAnnotations(msgspec.Struct, gc=False, omit_defaults=True):
+    """The annotations of a pod that observation reads (the session's addresses and limits),
+    and only those; as :class:`PodLabels`, an absent one is ``msgspec.UNSET``."""
+
+    scheduler_address: Any = _key(vocabulary.ANN_SCHEDULER_ADDRESS)
+    dashboard_url: Any = _key(vocabulary.ANN_DASHBOARD_URL)
+    jupyter_url: Any = _key(vocabulary.ANN_JUPYTER_URL)
+    workers_wanted: Any = _key(vocabulary.ANN_WORKERS_WANTED)
+    startup_seconds: Any = _key(vocabulary.ANN_STARTUP_SECONDS)
+    lease_seconds: Any = _key(vocabulary.ANN_LEASE_SECONDS)
+    lifetime_seconds: Any = _key(vocabulary.ANN_LIFETIME_SECONDS)
 
 
 class PodMetadata(msgspec.Struct, gc=False, rename="camel"):
-    """The fields of a pod's ``metadata`` that observation reads (``managedFields`` and the rest
-    are skipped while decoding, never built)."""
+    """The fields of a pod's ``metadata`` that observation reads (``managedFields``, the other
+    labels and annotations and the rest are skipped while decoding, never built)."""
 
     name: Any = None
-    labels: dict[str, Any] | None = None
-    annotations: dict[str, Any] | None = None
-    creation_timestamp: Any = None
-    deletion_timestamp: Any = None
+    labels: PodLabels | None = None
+    annotations: PodAnnotations | None = None
+    creation_timestamp: Time | None = None
+    deletion_timestamp: Time | None = None
     deletion_grace_period_seconds: Any = None
 
 
@@ -433,8 +475,8 @@ class ContainerStateBlock(msgspec.Struct, gc=False, rename="camel", omit_default
     message: Any = None
     exit_code: Any = None
     signal: Any = None
-    started_at: Any = None
-    finished_at: Any = None
+    started_at: Time | None = None
+    finished_at: Time | None = None
 
 
 class ContainerState(msgspec.Struct, gc=False, omit_defaults=True):
@@ -465,7 +507,7 @@ class PodStatus(msgspec.Struct, gc=False, rename="camel"):
     phase: Any = None
     reason: Any = None
     message: Any = None
-    start_time: Any = None
+    start_time: Time | None = None
     conditions: tuple[PodCondition, ...] | None = None
     container_statuses: tuple[ContainerStatus, ...] | None = None
     init_container_statuses: tuple[ContainerStatus, ...] | None = None
@@ -474,11 +516,12 @@ class PodStatus(msgspec.Struct, gc=False, rename="camel"):
 class PodRecord(msgspec.Struct, gc=False):
     """One listed pod, decoded straight into what observation reads (no dict per pod, no spec).
 
-    Every leaf is typed ``Any``: a value of an unexpected type reaches the readers of
-    ``orchestrator.session.pods``, which treat it as "not known". Only a wrong container type
-    (``metadata`` not an object, ``conditions`` not a list) fails the typed decoding; that pod is
-    then decoded as plain JSON (see :meth:`Kube.list_pod_states_at`) and :func:`record_of` reads
-    it into a record all the same, dropping what is not of its container type.
+    Every leaf but the timestamps is typed ``Any``: a value of an unexpected type reaches the
+    readers of ``orchestrator.session.pods``, which treat it as "not known". Only a wrong
+    container type (``metadata`` not an object, ``conditions`` not a list) or an unreadable
+    timestamp (:data:`Time`) fails the typed decoding; that pod is then decoded as plain JSON
+    (see :meth:`Kube.list_pod_states_at`) and :func:`record_of` reads it into a record all the
+    same, dropping what is not of its container type and what is not a time.
 
     ``gc=False`` (here and in every nested record): a record holds no reference cycle, and the
     collector need not track the tens of thousands a cycle decodes. Lists of records are decoded
@@ -570,8 +613,9 @@ def record_of(pod: Mapping[str, Any]) -> PodRecord:
     """A pod given as plain JSON (any shape) as the :class:`PodRecord` its typed decoding makes.
 
     Where the decoding would refuse the pod, the odd part is dropped instead: a level that is
-    not an object is "not known" (None), an entry of a list that is not an object is skipped;
-    leaves are kept whatever their type, as the decoding keeps them.
+    not an object is "not known" (None), an entry of a list that is not an object is skipped, a
+    timestamp is read by :func:`timestamp`; the other leaves are kept whatever their type, as
+    the decoding keeps them.
     """
     try:
         return msgspec.convert(pod, PodRecord)
@@ -592,8 +636,8 @@ def _lenient(value: object, cls: type[msgspec.Struct]) -> msgspec.Struct | None:
         item, shape = value[field.encode_name], _SHAPES[cls][field.name]
         if shape is None:
             fields[field.name] = item
-        elif shape is dict:
-            fields[field.name] = dict(item) if isinstance(item, Mapping) else None
+        elif shape is datetime:
+            fields[field.name] = timestamp(item)
         elif isinstance(shape, list):
             kept = [_lenient(entry, shape[0]) for entry in item] if isinstance(item, list) else None
             fields[field.name] = None if kept is None else tuple([entry for entry in kept if entry is not None])
@@ -603,23 +647,48 @@ def _lenient(value: object, cls: type[msgspec.Struct]) -> msgspec.Struct | None:
 
 
 def _shape(kind: Any) -> Any:
-    """How :func:`_lenient` reads a field of this type: None (any value), dict, [Struct] (a
-    tuple of records) or Struct."""
+    """How :func:`_lenient` reads a field of this type: None (any value), datetime (a
+    timestamp), [Struct] (a tuple of records) or Struct."""
     for option in typing.get_args(kind) or (kind,):
+        if option is Time:
+            return datetime
         if isinstance(option, type) and issubclass(option, msgspec.Struct):
             return option
         origin = typing.get_origin(option)
         if origin is tuple:
             return [typing.get_args(option)[0]]
-        if origin is dict:
-            return dict
     return None
 
 
 _SHAPES: Final[dict[type[msgspec.Struct], dict[str, Any]]] = {
     cls: {field.name: _shape(field.type) for field in msgspec.structs.fields(cls)}
-    for cls in (PodRecord, PodMetadata, PodStatus, PodCondition, ContainerStatus, ContainerState, ContainerStateBlock)
+    for cls in (
+        PodRecord,
+        PodMetadata,
+        PodLabels,
+        PodAnnotations,
+        PodStatus,
+        PodCondition,
+        ContainerStatus,
+        ContainerState,
+        ContainerStateBlock,
+    )
 }
+
+
+def timestamp(value: object) -> datetime | None:
+    """An RFC 3339 timestamp (text, or a datetime already) as an aware datetime, a naive one
+    taken as UTC (Kubernetes times are UTC); anything else None."""
+    if isinstance(value, datetime):
+        when: datetime | None = value
+    elif isinstance(value, str) and value:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return when if when is None or when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _in_cluster() -> bool:

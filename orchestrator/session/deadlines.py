@@ -23,11 +23,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
-from orchestrator.session.pods import Pod, PodView, aware, clip, session_annotations, to_seconds
+from orchestrator.session.pods import (
+    Pod,
+    PodView,
+    annotations_of,
+    aware,
+    clip,
+    session_annotations,
+    to_seconds,
+)
 from orchestrator.session.vocabulary import (
-    ANN_LEASE_SECONDS,
-    ANN_LIFETIME_SECONDS,
-    ANN_STARTUP_SECONDS,
     CLOCK_SKEW_TOLERANCE,
     Deadline,
     Phase,
@@ -91,12 +96,12 @@ def check_deadlines(
         return DeadlineCheck()
     now = aware(now)
     if isinstance(pods_or_annotations, Mapping):
-        annotations: Mapping[str, Any] = pods_or_annotations
+        annotations = annotations_of(pods_or_annotations)
     else:
         annotations = session_annotations(pods_or_annotations)
-    lifetime = to_seconds(annotations.get(ANN_LIFETIME_SECONDS))
-    lease = to_seconds(annotations.get(ANN_LEASE_SECONDS))
-    startup = to_seconds(annotations.get(ANN_STARTUP_SECONDS))
+    lifetime = to_seconds(annotations.lifetime_seconds)
+    lease = to_seconds(annotations.lease_seconds)
+    startup = to_seconds(annotations.startup_seconds)
     submitted = state.timings.submitted
     note = skew_note(state.clock_skew_seconds, skew_tolerance)
 

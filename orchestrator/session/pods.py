@@ -6,24 +6,28 @@ into one :class:`PodRecord` (:func:`~orchestrator.kube.record_of` for a dict: th
 decoding makes, its odd parts dropped) and then into a frozen :class:`PodView` holding
 everything the rules ask about (component, phase, readiness, the main container's status,
 deletion, timestamps). The rules then read the view and its container records by attribute:
-no label is parsed twice, no dict is built per container, and there is no defensive reader per
-field (the record's shape is guaranteed; only its leaves may be of an odd type, and the few
-leaves the rules compare or compute with are checked where they are read).
+no label is parsed twice, no dict is built per container, no timestamp is parsed (they are
+datetimes or None already), and there is no defensive reader per field (the record's shape is
+guaranteed; only its other leaves may be of an odd type, and the few leaves the rules compare or
+compute with are checked where they are read). Labels and annotations are the records
+:class:`~orchestrator.kube.PodLabels` and :class:`~orchestrator.kube.PodAnnotations` (an absent
+key is ``msgspec.UNSET``); several pods' are merged by :func:`first_set`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, TypeGuard, TypeVar
 
 import msgspec
 
 from orchestrator.kube import (
-    ContainerState,
     ContainerStateBlock,
     ContainerStatus,
+    PodAnnotations,
     PodCondition,
+    PodLabels,
     PodMetadata,
     PodRecord,
     PodStatus,
@@ -77,38 +81,6 @@ def get(obj: object, *keys: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
-
-
-def parse_time(value: object) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime (naive taken as UTC); anything else None.
-
-    Cached by its text: the pods of one cycle share most of their timestamps (one-second
-    resolution), and the next cycle sees the same ones again, so each is parsed about once.
-    """
-    if type(value) is str:
-        when = _TIMES.get(value, _UNPARSED)
-        return _parse_new(value) if when is _UNPARSED else when
-    if not isinstance(value, str):
-        return None
-    return _parse_new(str(value))
-
-
-_UNPARSED: Final[Any] = object()
-_TIMES: Final[dict[str, datetime | None]] = {}
-_TIMES_MAX: Final = 65536
-
-
-def _parse_new(value: str) -> datetime | None:
-    if len(_TIMES) >= _TIMES_MAX:
-        _TIMES.clear()  # bounded: a long-lived monitor meets new timestamps every cycle
-    try:
-        parsed = datetime.fromisoformat(value) if value else None
-    except ValueError:
-        parsed = None
-    if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    _TIMES[value] = parsed
-    return parsed
 
 
 def aware(now: datetime) -> datetime:
@@ -191,7 +163,7 @@ def exit_code(block: ContainerStateBlock | None) -> int | None:
 
 
 def finished_at(block: ContainerStateBlock | None) -> datetime | None:
-    return None if block is None else parse_time(block.finished_at)
+    return None if block is None else block.finished_at
 
 
 def describe(ended: ContainerStateBlock) -> str:
@@ -225,8 +197,8 @@ class PodView(msgspec.Struct, frozen=True, gc=False):
 
     name: str
     component: str | None
-    labels: Mapping[str, Any]
-    annotations: Mapping[str, Any]
+    labels: PodLabels
+    annotations: PodAnnotations
     phase: str | None
     reason: str | None
     status_message: str | None
@@ -274,6 +246,8 @@ def read_pod(pod: Pod | PodRecord) -> PodView:
 
 
 _NO_METADATA: Final = PodMetadata()
+NO_LABELS: Final = PodLabels()
+NO_ANNOTATIONS: Final = PodAnnotations()
 _NO_STATUS: Final = PodStatus()
 _NO_CONTAINERS: Final[tuple[ContainerStatus, ...]] = ()
 _EMPTY_BLOCK: Final = ContainerStateBlock()
@@ -285,28 +259,16 @@ def _has_run(block: ContainerStateBlock | None) -> bool:
     return block is not None and block != _EMPTY_BLOCK
 
 
-def _stamp_texts(state: ContainerState | None, texts: list[Any]) -> None:
-    """Append the startedAt/finishedAt values of a container state's blocks (as sent)."""
-    if state is None:
-        return
-    for block in (state.waiting, state.running, state.terminated):
-        if block is not None:
-            if block.started_at is not None:
-                texts.append(block.started_at)
-            if block.finished_at is not None:
-                texts.append(block.finished_at)
-
-
 def read_record(record: PodRecord) -> PodView:
     """The :class:`PodView` of one record: the hot path of a monitor cycle (once per listed pod).
 
     Every field is visited once and the kubelet timestamps are reduced to their min and max on
-    the way; each timestamp text is parsed once per process (:func:`parse_time`'s cache).
+    the way (decoded as datetimes already: nothing is parsed here).
     """
     metadata = record.metadata or _NO_METADATA
     status = record.status or _NO_STATUS
-    labels = metadata.labels if metadata.labels is not None else {}
-    label = labels.get(COMPONENT_LABEL)
+    labels = metadata.labels if metadata.labels is not None else NO_LABELS
+    label = labels.component
     component = label if type(label) is str or isinstance(label, str) else None
     transitions: dict[str, datetime | None] = {}
     ready = False
@@ -315,7 +277,7 @@ def read_record(record: PodRecord) -> PodView:
         kind = condition.kind
         if type(kind) is str or isinstance(kind, str):
             # the last condition of a type wins
-            transitions[kind] = parse_time(condition.last_transition_time)
+            transitions[kind] = condition.last_transition_time
             if kind == "Ready":
                 ready = condition.status == "True"
             elif kind == "PodScheduled":
@@ -327,7 +289,7 @@ def read_record(record: PodRecord) -> PodView:
     # has run, and every container's startedAt/finishedAt (reduced to their min and max below)
     main = containers[0] if containers else None
     main_found = ran = False
-    texts: list[Any] = []
+    stamps: list[datetime] = []
     for container in containers:
         if not main_found and container.name == label:
             main, main_found = container, True
@@ -337,20 +299,16 @@ def read_record(record: PodRecord) -> PodView:
                 ran = state.running is not None or _has_run(state.terminated)
             if not ran and last is not None:
                 ran = _has_run(last.terminated)
-        _stamp_texts(state, texts)
-        _stamp_texts(last, texts)
-    for container in init_containers:
-        _stamp_texts(container.state, texts)
-        _stamp_texts(container.last_state, texts)
-    low: datetime | None = None
-    high: datetime | None = None
-    for text in texts:
-        when = parse_time(text)
-        if when is not None:
-            if low is None or when < low:
-                low = when
-            if high is None or when > high:
-                high = when
+    for container in (*containers, *init_containers) if init_containers else containers:
+        for held in (container.state, container.last_state):
+            if held is not None:
+                for block in (held.waiting, held.running, held.terminated):
+                    if block is not None:
+                        if block.started_at is not None:
+                            stamps.append(block.started_at)
+                        if block.finished_at is not None:
+                            stamps.append(block.finished_at)
+    low, high = (min(stamps), max(stamps)) if stamps else (None, None)
 
     ready_changed = transitions.get("Ready")
     started: datetime | None = None
@@ -363,7 +321,7 @@ def read_record(record: PodRecord) -> PodView:
     latest_transition = max(changes) if changes else None
     earliest = min(changes) if changes else None
     latest = latest_transition
-    for when in (parse_time(status.start_time), low, high):
+    for when in (status.start_time, low, high):
         if when is not None:
             if earliest is None or when < earliest:
                 earliest = when
@@ -371,14 +329,14 @@ def read_record(record: PodRecord) -> PodView:
                 latest = when
     was_ready = ready or (ran and ready_changed is not None and started is not None and ready_changed > started)
 
-    created = parse_time(metadata.creation_timestamp)
+    created = metadata.creation_timestamp
     skew_behind = (
         max(0.0, (created - earliest).total_seconds()) if created is not None and earliest is not None else 0.0
     )
     if created is not None and (latest is None or created > latest):
         latest = created
 
-    deletion_timestamp = parse_time(metadata.deletion_timestamp)
+    deletion_timestamp = metadata.deletion_timestamp
     deletion_requested = None
     if deletion_timestamp is not None:
         seconds = to_int(metadata.deletion_grace_period_seconds) or 0
@@ -389,7 +347,7 @@ def read_record(record: PodRecord) -> PodView:
         name=name if isinstance(name, str) else "?",
         component=component,
         labels=labels,
-        annotations=metadata.annotations if metadata.annotations is not None else {},
+        annotations=metadata.annotations if metadata.annotations is not None else NO_ANNOTATIONS,
         phase=phase if isinstance(phase, str) else None,
         reason=pod_reason if isinstance(pod_reason, str) and pod_reason else None,
         status_message=pod_message if isinstance(pod_message, str) and pod_message else None,
@@ -430,14 +388,17 @@ def group_pods_by_release(pods: Iterable[Pod | PodRecord]) -> dict[str, list[Pod
 def _group(pods: Iterable[Pod | PodRecord]) -> dict[str, list[Pod | PodView]]:
     groups: dict[str, list[Pod | PodView]] = {}
     for pod in pods:
-        if type(pod) is PodRecord:
-            labels: Any = (pod.metadata.labels if pod.metadata is not None else None) or {}
-        else:
-            labels = get(pod, "metadata", "labels")
-            if not is_mapping(labels):
+        if type(pod) is PodRecord or isinstance(pod, PodRecord):
+            labels = pod.metadata.labels if pod.metadata is not None else None
+            if labels is None:
                 continue
-        release = labels.get(INSTANCE_LABEL)
-        if labels.get(NAME_LABEL) != APP_NAME or not isinstance(release, str) or not release:
+            release, app = labels.instance, labels.name
+        else:
+            found = get(pod, "metadata", "labels")
+            if not is_mapping(found):
+                continue
+            release, app = found.get(INSTANCE_LABEL), found.get(NAME_LABEL)
+        if app != APP_NAME or not isinstance(release, str) or not release:
             continue
         group = groups.get(release)
         if group is None:
@@ -449,22 +410,52 @@ def _group(pods: Iterable[Pod | PodRecord]) -> dict[str, list[Pod | PodView]]:
     return groups
 
 
-def merged_annotations(views: Sequence[PodView]) -> dict[str, Any]:
+_Keys = TypeVar("_Keys", PodLabels, PodAnnotations)
+
+
+def first_set(records: Sequence[_Keys], empty: _Keys) -> _Keys:
+    """Labels (or annotations) of several pods merged, the first pod that has a key giving its
+    value (``empty`` when there is no pod).
+
+    Pods of one release mostly carry the same keys: the first pod's record is returned as it is
+    when no later pod adds a key it lacks, and no record is built.
+    """
+    if not records:
+        return empty
+    first = records[0]
+    if len(records) == 1:
+        return first
+    values = list(msgspec.structs.astuple(first))
+    changed = False
+    for index, value in enumerate(values):
+        if value is msgspec.UNSET:
+            name = first.__struct_fields__[index]
+            for record in records:
+                found = getattr(record, name)
+                if found is not msgspec.UNSET:
+                    values[index], changed = found, True
+                    break
+    return type(first)(*values) if changed else first
+
+
+def merged_annotations(views: Sequence[PodView]) -> PodAnnotations:
     """The annotations of the given pods, the first pod's value winning."""
-    merged: dict[str, Any] = {}
-    for view in reversed(views):  # later updates win: the first pod's value is written last
-        merged.update(view.annotations)
-    return merged
+    return first_set([view.annotations for view in views], NO_ANNOTATIONS)
 
 
-def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
+def merged_labels(views: Sequence[PodView]) -> PodLabels:
+    """The labels of the given pods, the first pod's value winning."""
+    return first_set([view.labels for view in views], NO_LABELS)
+
+
+def session_annotations(pods: Iterable[Pod | PodView]) -> PodAnnotations:
     """The merged annotations of the session pods (hooks and tests left out), the first pod's
     value winning.
 
     Reads only the labels and annotations of a pod dict: the deadline checks run over every
     session of a namespace after the rules, a second full read of each pod would double the cost.
     """
-    found: list[Mapping[str, Any]] = []
+    found: list[PodAnnotations] = []
     for pod in pods:
         if type(pod) is PodView or isinstance(pod, PodView):
             if pod.component in SESSION_COMPONENTS:
@@ -473,12 +464,16 @@ def session_annotations(pods: Iterable[Pod | PodView]) -> dict[str, Any]:
         labels = get(pod, "metadata", "labels")
         component = labels.get(COMPONENT_LABEL) if is_mapping(labels) else None
         if isinstance(component, str) and component in SESSION_COMPONENTS:
-            annotations = get(pod, "metadata", "annotations")
-            found.append(annotations if is_mapping(annotations) else {})
-    merged: dict[str, Any] = {}
-    for annotations in reversed(found):  # later updates win: the first pod's value is written last
-        merged.update(annotations)
-    return merged
+            found.append(annotations_of(get(pod, "metadata", "annotations")))
+    return first_set(found, NO_ANNOTATIONS)
+
+
+def annotations_of(annotations: object) -> PodAnnotations:
+    """A pod's annotations given as a mapping (any shape; anything else counts as none) as the
+    :class:`~orchestrator.kube.PodAnnotations` their decoding makes."""
+    metadata = record_of({"metadata": {"annotations": annotations}}).metadata
+    found = None if metadata is None else metadata.annotations
+    return NO_ANNOTATIONS if found is None else found
 
 
 def pod_events(events: Sequence[Mapping[str, Any]] | None, view: PodView) -> list[Mapping[str, Any]]:

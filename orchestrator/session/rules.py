@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from orchestrator.kube import PodRecord
+from orchestrator.kube import PodAnnotations, PodLabels, PodRecord
 from orchestrator.session.deadlines import exceeded, skew_note
 from orchestrator.session.pods import (
     MESSAGE_MAX,
@@ -28,7 +28,7 @@ from orchestrator.session.pods import (
     finished_at,
     is_running,
     merged_annotations,
-    parse_time,
+    merged_labels,
     problem,
     read_pod,
     str_or_none,
@@ -38,26 +38,16 @@ from orchestrator.session.pods import (
 )
 from orchestrator.session.pods import aware as _aware
 from orchestrator.session.vocabulary import (
-    ANN_DASHBOARD_URL,
-    ANN_JUPYTER_URL,
-    ANN_SCHEDULER_ADDRESS,
-    ANN_STARTUP_SECONDS,
-    ANN_WORKERS_WANTED,
     CLEANUP,
     CLOCK_SKEW_TOLERANCE,
     CORE_COMPONENTS,
     HOOK_COMPONENTS,
-    INSTANCE_LABEL,
     JUPYTERLAB,
     MAX_RESTARTS,
-    MODE_LABEL,
-    PANDAID_LABEL,
     PILOT,
-    QUEUE_LABEL,
     SCHEDULER,
     SESSION_COMPONENTS,
     WORKER,
-    WORKER_ID_LABEL,
     Deadline,
     Phase,
     Reason,
@@ -98,8 +88,8 @@ class Context(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     pilot: PodView | None
     jupyterlab: PodView | None
     workers: tuple[PodView, ...]
-    labels: Mapping[str, Any]
-    annotations: Mapping[str, Any]
+    labels: PodLabels
+    annotations: PodAnnotations
     mode: str | None
     startup_timeout: float | None
     submitted: datetime | None
@@ -194,7 +184,7 @@ def pilot_failed(ctx: Context) -> Outcome | None:
     for init in pilot.init_containers:
         init_ended = terminated(init)
         if init_ended is not None and to_int(init_ended.exit_code) not in (None, 0):
-            init_finished = parse_time(init_ended.finished_at)
+            init_finished = init_ended.finished_at
             if not pilot.failure_counts(init_finished):
                 return None
             message = f"init container {init.name} of pilot pod {pilot.name} {describe(init_ended)}"
@@ -382,7 +372,7 @@ def _core_failure(pod: PodView, component: str, established: bool) -> Outcome | 
     ending = current or last
     if ending is None or to_int(ending.exit_code) == 0:
         return None
-    when = parse_time(ending.finished_at)
+    when = ending.finished_at
     if not pod.failure_counts(when):
         return None
     oom = ending.reason == Reason.OOM_KILLED
@@ -455,7 +445,8 @@ def build_context(
     mine: list[PodView] = []
     for pod in pods:
         view = pod if type(pod) is PodView or isinstance(pod, PodView) else read_pod(pod)
-        if view.labels.get(INSTANCE_LABEL, release) == release:
+        instance = view.labels.instance
+        if instance is msgspec.UNSET or instance == release:
             mine.append(view)
     mine.sort(key=_IMPORTANCE)
     session_list: list[PodView] = []
@@ -493,10 +484,8 @@ def build_context(
             hook_list.append(view)
     session, hooks, workers = tuple(session_list), tuple(hook_list), tuple(worker_list)
     annotations = merged_annotations(session)
-    labels: dict[str, Any] = {}
-    for view in reversed(session + hooks):  # later updates win: the first pod's value is written last
-        labels.update(view.labels)
-    mode_label = labels.get(MODE_LABEL)
+    labels = merged_labels(session + hooks)
+    mode_label = labels.mode
     if mode_label in ("batch", "interactive"):
         mode: str | None = str(mode_label)
     elif session:
@@ -506,13 +495,13 @@ def build_context(
 
     # a worker being deleted is on its way out (its endpoints are already removed): not counted
     ready_workers = tuple(v for v in workers if v.ready and v.deletion_timestamp is None)
-    wanted = to_int(annotations.get(ANN_WORKERS_WANTED))
+    wanted = to_int(annotations.workers_wanted)
     pilot_main = pilot.main if pilot is not None else None
     pilot_ended = terminated(pilot_main)
     pilot_state = pilot_main.state if pilot_main is not None else None
     pilot_running = pilot_state.running if pilot_state is not None else None
-    pilot_started = (parse_time(pilot_running.started_at) if pilot_running is not None else None) or (
-        parse_time(pilot_ended.started_at) if pilot_ended is not None else None
+    pilot_started = (pilot_running.started_at if pilot_running is not None else None) or (
+        pilot_ended.started_at if pilot_ended is not None else None
     )
     if pilot_ended is not None:
         exit_code = to_int(pilot_ended.exit_code)
@@ -523,7 +512,7 @@ def build_context(
     else:
         established = pilot_started is not None
     if startup_timeout is None:
-        startup_timeout = to_seconds(annotations.get(ANN_STARTUP_SECONDS))
+        startup_timeout = to_seconds(annotations.startup_seconds)
     return Context(
         release=release,
         namespace=namespace,
@@ -577,18 +566,18 @@ def state_of(ctx: Context, outcome: Outcome) -> SessionState:
         release=ctx.release,
         namespace=ctx.namespace,
         phase=outcome.phase,
-        pandaid=to_int(labels.get(PANDAID_LABEL)),
+        pandaid=to_int(labels.pandaid),
         mode=ctx.mode,
         reason=outcome.reason,
         message=message,
         pilot_exit_code=ctx.pilot_exit_code,
         workers_ready=len(ctx.ready_workers),
         workers_wanted=ctx.workers_wanted,
-        scheduler_address=str_or_none(annotations.get(ANN_SCHEDULER_ADDRESS)),
-        dashboard_url=str_or_none(annotations.get(ANN_DASHBOARD_URL)),
-        jupyter_url=str_or_none(annotations.get(ANN_JUPYTER_URL)) if ctx.interactive else None,
-        queue=str_or_none(labels.get(QUEUE_LABEL)),
-        harvester_worker_id=to_int(labels.get(WORKER_ID_LABEL)),
+        scheduler_address=str_or_none(annotations.scheduler_address),
+        dashboard_url=str_or_none(annotations.dashboard_url),
+        jupyter_url=str_or_none(annotations.jupyter_url) if ctx.interactive else None,
+        queue=str_or_none(labels.queue),
+        harvester_worker_id=to_int(labels.worker_id),
         timings=Timings(
             submitted=ctx.submitted,
             scheduler_ready=ctx.scheduler.ready_since if ctx.scheduler is not None else None,

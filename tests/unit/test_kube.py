@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -16,8 +17,11 @@ from orchestrator.kube import (
     KubeConflict,
     KubeError,
     KubeUnavailable,
+    PodAnnotations,
+    PodLabels,
     PodRecord,
     container_dicts,
+    record_of,
 )
 
 DATE = "Sat, 28 Nov 2026 10:05:00 GMT"
@@ -111,8 +115,8 @@ POD = {
     "kind": "Pod",
     "metadata": {
         "name": "dask-1-scheduler",
-        "labels": {"app.kubernetes.io/instance": "dask-1"},
-        "annotations": {"dask-panda-session/workers": "2"},
+        "labels": {"app.kubernetes.io/instance": "dask-1", "helm.sh/chart": "dask-panda-session-1"},
+        "annotations": {"dask-panda-session/workers-wanted": "2", "kwok.x-k8s.io/node": "fake"},
         "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}],
     },
     "spec": {"containers": [{"name": "scheduler", "image": "dask:1"}]},
@@ -140,11 +144,13 @@ def test_list_pod_states_decodes_compact_records() -> None:
     first, bare = pods
     assert isinstance(first, PodRecord) and isinstance(bare, PodRecord)
     assert first.metadata is not None and first.status is not None and first.status.conditions is not None
+    # only the labels and annotations the rules read are decoded; an absent one is UNSET
     assert (first.metadata.name, first.metadata.labels, first.metadata.annotations) == (
         "dask-1-scheduler",
-        {"app.kubernetes.io/instance": "dask-1"},
-        {"dask-panda-session/workers": "2"},
+        PodLabels(instance="dask-1"),
+        PodAnnotations(workers_wanted="2"),
     )
+    assert first.metadata.labels is not None and first.metadata.labels.component is msgspec.UNSET
     assert (first.status.phase, first.status.conditions[0].kind, first.status.conditions[0].status) == (
         "Running",
         "Ready",
@@ -161,7 +167,7 @@ def test_container_statuses_keep_only_the_fields_the_rules_read() -> None:
         "image": "pilot:1",
         "imageID": "sha256:x",
         "restartCount": 2,
-        "state": {"terminated": {"exitCode": 1, "reason": "Error", "containerID": "c", "finishedAt": "t"}},
+        "state": {"terminated": {"exitCode": 1, "reason": "Error", "containerID": "c", "finishedAt": FINISHED}},
         "lastState": {"terminated": {}},
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
     }
@@ -172,10 +178,43 @@ def test_container_statuses_keep_only_the_fields_the_rules_read() -> None:
         {
             "name": "pilot",
             "restartCount": 2,
-            "state": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": "t"}},
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": FINISHED}},
             "lastState": {"terminated": {}},
         },
     )
+
+
+FINISHED = "2026-11-28T10:04:00Z"
+
+
+def test_timestamps_are_decoded_as_aware_datetimes() -> None:
+    pod = {
+        "metadata": {"name": "p", "creationTimestamp": "2026-11-28T10:00:00Z"},
+        "status": {"containerStatuses": [{"name": "c", "state": {"terminated": {"finishedAt": FINISHED}}}]},
+    }
+    (record,), _ = kube(FakeApi({"items": [pod]})).list_pod_states_at("ns")
+    assert isinstance(record, PodRecord) and record.metadata is not None and record.status is not None
+    assert record.metadata.creation_timestamp == datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+    (status,) = record.status.container_statuses or ()
+    assert status.state is not None and status.state.terminated is not None
+    assert status.state.terminated.finished_at == datetime(2026, 11, 28, 10, 4, tzinfo=UTC)
+    assert record_of(pod) == record
+
+
+@pytest.mark.parametrize(
+    ("odd", "read"),
+    [("t", None), ("", None), (17, None), ("2026-11-28T10:04:00", datetime(2026, 11, 28, 10, 4, tzinfo=UTC))],
+)
+def test_an_odd_timestamp_sends_only_its_pod_the_lenient_way(odd: object, read: datetime | None) -> None:
+    """The typed decoding refuses it: that pod comes back as plain JSON, read by record_of (a
+    naive time is UTC, anything else not known), and the other pods are records as usual."""
+    odd_pod = {"metadata": {"name": "odd", "creationTimestamp": odd}, "status": {"phase": "Running"}}
+    pods, _ = kube(FakeApi({"items": [POD, odd_pod]})).list_pod_states_at("ns")
+    good, plain = pods
+    assert isinstance(good, PodRecord) and not isinstance(plain, PodRecord)
+    record = record_of(plain)
+    assert record.metadata is not None and record.metadata.creation_timestamp == read
+    assert record.status is not None and record.status.phase == "Running"
 
 
 def test_the_reduced_pods_derive_the_same_states_as_the_whole_ones() -> None:

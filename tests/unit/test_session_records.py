@@ -21,6 +21,7 @@ from orchestrator.kube import (
     ContainerState,
     ContainerStatus,
     Kube,
+    PodAnnotations,
     PodCondition,
     PodMetadata,
     PodRecord,
@@ -29,6 +30,7 @@ from orchestrator.kube import (
 from orchestrator.session import derive_session, group_pods_by_release
 from orchestrator.session.deadlines import apply_deadline
 from orchestrator.session.pods import PodView, read_pod
+from orchestrator.session.vocabulary import ANN_LEASE_SECONDS
 from tests.doubles import NOW, PODS
 from tests.unit.test_kube import FakeApi
 
@@ -123,6 +125,33 @@ def test_any_field_missing_or_odd_gives_the_same_states(name: str) -> None:
     assert checked > 100
 
 
+_TIME_KEYS = ("creationTimestamp", "deletionTimestamp", "startTime", "lastTransitionTime", "startedAt", "finishedAt")
+
+
+@pytest.mark.parametrize("name", ["batch-running", "batch-pilot-oomkilled", "worker-terminating"])
+def test_an_unreadable_timestamp_counts_as_absent(name: str) -> None:
+    """Timestamps are decoded as datetimes: one the decoding refuses sends its pod the lenient
+    way, where it is "not known", exactly as if the pod had not sent it."""
+    items = [_observed(p) for p in _items(name)]
+    checked = 0
+    for index, pod in enumerate(items):
+        for path in _paths(pod, ()):
+            if path[-1] not in _TIME_KEYS:
+                continue
+            odd, absent = _mutated(items, index, path, "x"), _mutated(items, index, path, _DELETE)
+            listed = _listed(odd)
+            assert not isinstance(listed[index], PodRecord)  # the lenient way, the others unharmed
+            assert all(isinstance(p, PodRecord) for i, p in enumerate(listed) if i != index)
+            for release, pods in group_pods_by_release(listed).items():
+                again = group_pods_by_release(_listed(absent))[release]
+                for now in (NOWS[1], NOWS[3]):
+                    assert derive_session(release, "ns", pods, now=now) == derive_session(
+                        release, "ns", again, now=now
+                    ), (path, now)
+            checked += 1
+    assert checked > 10
+
+
 def test_an_odd_pod_falls_back_to_its_json_without_hiding_the_others() -> None:
     good, odd = _items("batch-running")[:2]
     odd = {**odd, "status": {**odd["status"], "conditions": "not a list"}, "spec": {"containers": []}}
@@ -142,7 +171,11 @@ def test_a_pod_dict_becomes_the_record_its_json_decodes_into(name: str) -> None:
 
 def test_the_odd_parts_of_a_pod_dict_are_dropped_not_the_pod() -> None:
     pod = {
-        "metadata": {"name": "p", "labels": "not a mapping", "annotations": {"a": "1"}},
+        "metadata": {
+            "name": "p",
+            "labels": "not a mapping",
+            "annotations": {"a": "1", ANN_LEASE_SECONDS: "60", 5: "a key that is not a string"},
+        },
         "status": {
             "phase": 5,  # a leaf of any type is kept: the readers treat it as "not known"
             "conditions": [{"type": "Ready", "status": "True"}, "not a condition"],
@@ -151,7 +184,8 @@ def test_the_odd_parts_of_a_pod_dict_are_dropped_not_the_pod() -> None:
         },
     }
     record = record_of(pod)
-    assert record.metadata == PodMetadata(name="p", labels=None, annotations={"a": "1"})
+    # only the annotations the rules read are kept
+    assert record.metadata == PodMetadata(name="p", labels=None, annotations=PodAnnotations(lease_seconds="60"))
     assert record.status is not None and record.status.phase == 5
     assert record.status.conditions == (PodCondition(kind="Ready", status="True"),)
     assert record.status.container_statuses == (ContainerStatus(name="c", state=None, last_state=ContainerState()),)
