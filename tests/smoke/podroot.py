@@ -77,6 +77,29 @@ def _mirror(real_dir: str, root: str, targets: set[str], shadow: set[str], trave
                 continue
 
 
+def inside(root: str, path: str, _depth: int = 0) -> str:
+    """`path` as the container will see it after chroot(root), as a host path under root: each
+    symbolic link met on the way (the mirror copies the host's, e.g. /var/run -> /run) is
+    followed within root, never out of it, so the mount's directories are made in the tmpfs and
+    the host filesystem is not written. A missing component ends the walk (it will be made)."""
+    if _depth > 40:
+        raise OSError(f"too many levels of symbolic links under {root} for {path}")
+    current = root
+    parts = [p for p in PurePosixPath(path).parts if p != "/"]
+    for index, part in enumerate(parts):
+        if part == "..":
+            current = os.path.dirname(current) if current != root else root
+            continue
+        candidate = os.path.join(current, part)
+        if os.path.islink(candidate):
+            link = os.readlink(candidate)
+            base = link if link.startswith("/") else os.path.join(current[len(root) :] or "/", link)
+            rest = "/".join(parts[index + 1 :])
+            return inside(root, os.path.normpath(os.path.join(base, rest)), _depth + 1)
+        current = candidate
+    return current
+
+
 def main(spec_path: str) -> None:
     with open(spec_path) as handle:
         spec = json.load(handle)
@@ -91,7 +114,7 @@ def main(spec_path: str) -> None:
     _mirror("/", root, targets, shadow, traversable)
 
     for mount in sorted(mounts, key=lambda m: len(PurePosixPath(str(m["target"])).parts)):
-        target = root + str(mount["target"])
+        target = inside(root, str(mount["target"]))
         source = str(mount["source"])
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.isdir(source):
