@@ -3,7 +3,7 @@
 Run as `unshare --mount --propagation private python podroot.py SPEC.json` (see kubelet.py).
 
 Why this exists: the chart's commands use the container paths of their volumeMounts
-(`--local-directory=/scratch`, `JUPYTER_TOKEN_FILE=/etc/dask-panda-session/jupyter-password`,
+(`--local-directory=/scratch`, `DPS_JUPYTER_PASSWORD_FILE=/etc/dask-panda-session/jupyter-password`,
 `/mnt/dask`, ...). To run those commands unchanged on this machine, each container gets a private
 root: a tmpfs that mirrors the host's tree through bind mounts, plus the pod's volumes bound at
 their mountPaths, a private /tmp and an /etc/hosts that resolves the release's Service names to
