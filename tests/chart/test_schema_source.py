@@ -95,7 +95,8 @@ def test_every_repeated_block_is_written_once_in_the_source() -> None:
 
 
 def test_the_source_is_not_packaged(helm_bin: Path, tmp_path: Path) -> None:
-    """.helmignore keeps the YAML source out; the JSON and the scripts under files/ go in."""
+    """.helmignore keeps the YAML source and the README out of what Helm records for each
+    release; the JSON and the scripts under files/ go in."""
     proc = run_helm(helm_bin, ["package", str(CHART), "--destination", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr
     (archive,) = tmp_path.glob("*.tgz")
@@ -103,5 +104,6 @@ def test_the_source_is_not_packaged(helm_bin: Path, tmp_path: Path) -> None:
         names = {Path(*Path(n).parts[1:]).as_posix() for n in tar.getnames()}
     assert "values.schema.json" in names
     assert "values.schema.yaml" not in names
+    assert "README.md" not in names
     scripts = {p.relative_to(CHART).as_posix() for p in (CHART / "files").iterdir()}
     assert scripts and scripts <= names
