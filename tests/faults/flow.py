@@ -21,6 +21,14 @@ from tests.faults.ledger import FaultRecord
 
 BAD = (Phase.FAILED, Phase.CANCELLED)
 GC_GRACE = 30.0
+# Objects that kube-controller-manager derives from the release's Services (Endpoints, and
+# EndpointSlices owned by the Service) are its controllers' to remove. After a kube-apiserver
+# restart their informers learn of the deletions made meanwhile only when they list again, once
+# their reflectors' exponential back-off lets them: 85 to 95 s after the restart was seen on a
+# loaded 2-core machine (the sweep may end well before). They get more than twice that; the test
+# fails if they are still there then.
+DERIVED_KINDS = ("endpoints/", "endpointslice.discovery.k8s.io/")
+CONTROLLER_GRACE = 240.0
 HOOK_HOLD_ANNOTATIONS = ("kwok.dask-panda-session/exit-code", "kwok.dask-panda-session/exit-after")
 
 
@@ -160,19 +168,31 @@ def sweep_and_check(
 ) -> None:
     """Every session ends swept: no release, nothing labelled for it left in the namespace."""
     result = retry_sweep(svc, release, record)
-    # Objects owned by a deleted one (the EndpointSlices of a Service) are the cluster's garbage
-    # collector's to remove; it may lag behind after an API server restart: give it a moment.
-    deadline = time.monotonic() + GC_GRACE
-    while (left := labelled(cluster, namespace, release)) and time.monotonic() < deadline:
-        time.sleep(1.0)
-    if left:
-        record.note(f"{release}: still labelled {GC_GRACE:.0f} s after the sweep: {left}")
+    left = wait_unlabelled(cluster, namespace, release, record)
     still = [r.name for r in svc.helm.list_releases(namespace) if r.name == release]
     record.leftovers += len(left) + len(still)
     if still:
         record.note(f"{release}: the release is still listed after the sweep")
     assert result.clean, result
     assert left == [] and still == [], (left, still)
+
+
+def wait_unlabelled(cluster: KubeCluster, namespace: str, release: str, record: FaultRecord) -> list[str]:
+    """What is still labelled for the release once the cluster's controllers had their time:
+    ``GC_GRACE`` for anything, ``CONTROLLER_GRACE`` for what kube-controller-manager derives from
+    the release's Services. The time they took is noted when it passed ``GC_GRACE``."""
+    start = time.monotonic()
+    while left := labelled(cluster, namespace, release):
+        waited = time.monotonic() - start
+        derived_only = all(name.startswith(DERIVED_KINDS) for name in left)
+        if waited >= (CONTROLLER_GRACE if derived_only else GC_GRACE):
+            record.note(f"{release}: still labelled {waited:.0f} s after the sweep: {left}")
+            return left
+        time.sleep(1.0)
+    waited = time.monotonic() - start
+    if waited > GC_GRACE:
+        record.note(f"{release}: the controllers removed their objects {waited:.0f} s after the sweep")
+    return []
 
 
 def pod_uids(cluster: KubeCluster, namespace: str, release: str) -> dict[str, str]:
