@@ -106,6 +106,12 @@ class Settings:
     chart: Path | None = None  # None: the checkout's or the installed package's (orchestrator.resources)
     values_dir: Path | None = None  # where a queue named by name has its <QUEUE>.yaml; None: as chart
     helm_executable: str = "helm"
+    # helm's caches across processes (None: orchestrator.helm.default_cache_dir(); helm's own
+    # HELM_CACHE_HOME / KUBECACHEDIR, when set, win)
+    helm_cache_dir: Path | None = None
+    # helm's client-side OpenAPI probe on install (see orchestrator.helm.Helm): only for a server
+    # without field validation (Kubernetes before 1.27)
+    helm_openapi_validation: bool = False
     kubeconfig: str | None = None
     kube_context: str | None = None
     install_timeout: float = 300.0
@@ -223,6 +229,8 @@ class SessionService:
             kubecontext=s.kube_context,
             chart=s.chart,
             timeout=s.install_timeout,
+            cache_dir=s.helm_cache_dir,
+            openapi_validation=s.helm_openapi_validation,
         )
         self.kube: KubeSeam = kube or kube_mod.Kube(
             kubeconfig=s.kubeconfig, context=s.kube_context, request_timeout=s.request_timeout

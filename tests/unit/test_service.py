@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -424,3 +425,14 @@ def test_an_unreachable_api_for_the_service_list_fails_observe() -> None:
     kube.list_services = down  # type: ignore[method-assign]
     with pytest.raises(KubeUnavailable):
         svc.observe()
+
+
+def test_the_helm_cache_and_openapi_settings_reach_helm(tmp_path: Path) -> None:
+    from orchestrator.helm import Helm
+
+    default = SessionService(Settings(), kube=FakeKube())
+    assert isinstance(default.helm, Helm)
+    assert (default.helm.cache_dir, default.helm.openapi_validation) == (None, False)
+    chosen = SessionService(Settings(helm_cache_dir=tmp_path, helm_openapi_validation=True), kube=FakeKube())
+    assert isinstance(chosen.helm, Helm)
+    assert (chosen.helm.cache_dir, chosen.helm.openapi_validation) == (tmp_path, True)
