@@ -408,13 +408,14 @@ class SessionService:
         Cheap when the release is already gone (Harvester calls it again for every finished
         worker): one `helm status`, one Job GET (a cleanup of the job's directory that failed
         before is run again, as in `sweep`) and one Secret DELETE; `sweep` does the thorough
-        check.
+        check. A live release is uninstalled on that same `helm status` (no second one).
         """
         ns = namespace or self.settings.namespace
-        if self.helm.release(release, ns) is None and self.pending_cleanup(release, ns) is None:
+        info = self.helm.release(release, ns)
+        if info is None and self.pending_cleanup(release, ns) is None:
             self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
             return SweepResult(release=release, namespace=ns, clean=True, release_existed=False)
-        return self.sweep(release, namespace=ns, verify=False)
+        return self._sweep(release, ns, info if info is not None else self.helm.release(release, ns), verify=False)
 
     def sweep(self, release: str, *, namespace: str | None = None, verify: bool = True) -> SweepResult:
         """Uninstall, recover from a hung or failed pre-delete hook, delete leftovers, verify.
@@ -437,12 +438,23 @@ class SessionService:
         directory named in `remaining` and in a note. A hook that succeeded has removed the
         directory (it checks), so the cleanup step does not run again.
         """
+        return self._sweep(release, namespace, self.helm.release(release, namespace), verify=verify, keep_lock=keep_lock)
+
+    def _sweep(
+        self,
+        release: str,
+        namespace: str,
+        info: helm_mod.HelmReleaseInfo | None,
+        *,
+        verify: bool = True,
+        keep_lock: bool = False,
+    ) -> SweepResult:
+        """`sweep_release` for a release whose `helm status` (`info`) was just read."""
         ns = namespace
         notes: list[str] = []
         used_fallback = False
         cleanup_completed: bool | None = None
         directory: str | None = None
-        info = self.helm.release(release, ns)
         if info is not None:
             values: dict[str, Any] | None = None
             try:

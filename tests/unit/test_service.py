@@ -184,6 +184,16 @@ def test_kill_is_idempotent_and_cheap_when_gone() -> None:
     assert [c[0] for c in helm.calls] == ["status", "status"]
 
 
+def test_kill_of_a_live_release_reads_its_status_once() -> None:
+    svc, helm, _kube = make()
+    release = svc.submit(EXAMPLE).release
+    helm.calls.clear()
+    result = svc.kill(release)
+    assert result.release_existed is True and result.clean
+    assert [c[0] for c in helm.calls] == ["status", "uninstall"]  # one helm status, not two
+    assert svc.helm.release(release, "ns") is None
+
+
 def test_gc_finds_orphans_but_spares_young_ones() -> None:
     svc, _helm, kube = make(gc_grace_seconds=600)
     labels = {"app.kubernetes.io/name": "dask-panda-session", "app.kubernetes.io/instance": "dask-1"}
