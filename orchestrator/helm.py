@@ -287,7 +287,7 @@ def command_class() -> type[Any]:
             kubecontext: str | None = None,
             default_timeout: str = "120s",
             kill_grace: float = 5.0,
-            env: Mapping[str, str] | None = None,
+            cache_dir: Path | None = None,
             openapi_validation: bool = False,
         ) -> None:
             super().__init__(
@@ -298,7 +298,7 @@ def command_class() -> type[Any]:
             )
             self.executable = executable
             self.kill_grace = kill_grace
-            self.env = None if env is None else dict(env)
+            self.cache_dir = cache_dir
             self.openapi_validation = openapi_validation
             self.connection: list[str] = []
             if kubeconfig:
@@ -323,7 +323,7 @@ def command_class() -> type[Any]:
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
                     start_new_session=True,  # its own process group, so that we can kill all of it
-                    env=self.env,  # None: this process' environment
+                    env=self.environment(),
                 )
             except OSError as err:
                 raise HelmUnavailable(f"helm executable {self.executable!r} cannot be run: {err}") from None
@@ -335,6 +335,12 @@ def command_class() -> type[Any]:
             if proc.returncode == 0:
                 return bytes(stdout)
             raise _pyhelm3_error(proc.returncode or 1, stdout, stderr)
+
+        def environment(self) -> dict[str, str] | None:
+            """This process' environment as it is now, plus helm's cache (None: unchanged)."""
+            if self.cache_dir is None:
+                return None
+            return {**os.environ, **cache_environment(self.cache_dir)}
 
         async def install(
             self,
@@ -498,14 +504,13 @@ class Helm:
                 if shutil.which(self.executable) is None:
                     raise HelmUnavailable(f"helm executable {self.executable!r} not found")
                 cache = prepare_cache_dir(self.cache_dir or default_cache_dir())
-                env = None if cache is None else {**os.environ, **cache_environment(cache)}
                 self._client = command_class()(
                     executable=self.executable,
                     kubeconfig=self.kubeconfig,
                     kubecontext=self.kubecontext,
                     default_timeout=_duration(self.timeout),
                     kill_grace=self.kill_grace,
-                    env=env,
+                    cache_dir=cache,
                     openapi_validation=self.openapi_validation,
                 )
             return self._client

@@ -469,9 +469,12 @@ def test_helm_runs_with_a_private_persistent_cache(cache_fake: FakeHelm) -> None
 
 
 def test_an_operators_cache_setting_wins(cache_fake: FakeHelm, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KUBECACHEDIR", "/somewhere/kube")
     f = cache_fake
-    f.helm().install("dask-1", "ns", {})
+    helm = f.helm()
+    helm.install("dask-1", "ns", {})
+    assert helm_env(f)["KUBECACHEDIR"] == str(f.dir / "cache" / "kube")
+    monkeypatch.setenv("KUBECACHEDIR", "/somewhere/kube")  # the environment is read at every run
+    helm.install("dask-1", "ns", {})
     assert helm_env(f) == {
         "HELM_CACHE_HOME": str(f.dir / "cache" / "helm"),
         "KUBECACHEDIR": "/somewhere/kube",
