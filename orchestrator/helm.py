@@ -40,8 +40,8 @@ and a name already in use must fail rather than upgrade another submitter's rele
 only helm's probe of the server's OpenAPI documents, a third of an install's CPU, and the server
 refuses a bad manifest with the same error either way. The chart's values schema is still checked
 by helm on every install. Every helm process shares one cache directory per user (the API
-server's discovery documents; `default_cache_dir`, mode 0700), so none starts from an empty cache. pyhelm3 has
-no plain install, so that one argument list is built here; everything else uses pyhelm3's
+server's discovery documents; `default_cache_dir`, mode 0700), so none starts from an empty
+cache. pyhelm3 has no plain install, so that one argument list is built here; everything else uses pyhelm3's
 `Command` methods.
 
 Helm 3 and Helm 4: what adapts is the error matching (Helm 4 writes "kubernetes cluster
