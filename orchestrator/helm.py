@@ -41,8 +41,8 @@ only helm's probe of the server's OpenAPI documents, a third of an install's CPU
 refuses a bad manifest with the same error either way. The chart's values schema is still checked
 by helm on every install. Every helm process shares one cache directory per user (the API
 server's discovery documents; `default_cache_dir`, mode 0700), so none starts from an empty
-cache. pyhelm3 has no plain install, so that one argument list is built here; everything else uses pyhelm3's
-`Command` methods.
+cache. pyhelm3 has no plain install, so that one argument list is built here; everything else
+uses pyhelm3's `Command` methods.
 
 Helm 3 and Helm 4: what adapts is the error matching (Helm 4 writes "kubernetes cluster
 unreachable" and "cannot reuse a name", Helm 3 "Kubernetes cluster unreachable" and "cannot re-use
