@@ -106,6 +106,12 @@ class Settings:
     chart: Path | None = None  # None: the checkout's or the installed package's (orchestrator.resources)
     values_dir: Path | None = None  # where a queue named by name has its <QUEUE>.yaml; None: as chart
     helm_executable: str = "helm"
+    # helm's caches across processes (None: orchestrator.helm.default_cache_dir(); helm's own
+    # HELM_CACHE_HOME / KUBECACHEDIR, when set, win)
+    helm_cache_dir: Path | None = None
+    # helm's client-side OpenAPI probe on install (see orchestrator.helm.Helm): only for a server
+    # without field validation (Kubernetes before 1.27)
+    helm_openapi_validation: bool = False
     kubeconfig: str | None = None
     kube_context: str | None = None
     install_timeout: float = 300.0
@@ -223,6 +229,8 @@ class SessionService:
             kubecontext=s.kube_context,
             chart=s.chart,
             timeout=s.install_timeout,
+            cache_dir=s.helm_cache_dir,
+            openapi_validation=s.helm_openapi_validation,
         )
         self.kube: KubeSeam = kube or kube_mod.Kube(
             kubeconfig=s.kubeconfig, context=s.kube_context, request_timeout=s.request_timeout
@@ -400,13 +408,14 @@ class SessionService:
         Cheap when the release is already gone (Harvester calls it again for every finished
         worker): one `helm status`, one Job GET (a cleanup of the job's directory that failed
         before is run again, as in `sweep`) and one Secret DELETE; `sweep` does the thorough
-        check.
+        check. A live release is uninstalled on that same `helm status` (no second one).
         """
         ns = namespace or self.settings.namespace
-        if self.helm.release(release, ns) is None and self.pending_cleanup(release, ns) is None:
+        info = self.helm.release(release, ns)
+        if info is None and self.pending_cleanup(release, ns) is None:
             self.kube.delete(kube_mod.SECRET, ns, secret_name(release))
             return SweepResult(release=release, namespace=ns, clean=True, release_existed=False)
-        return self.sweep(release, namespace=ns, verify=False)
+        return self._sweep(release, ns, info if info is not None else self.helm.release(release, ns), verify=False)
 
     def sweep(self, release: str, *, namespace: str | None = None, verify: bool = True) -> SweepResult:
         """Uninstall, recover from a hung or failed pre-delete hook, delete leftovers, verify.
@@ -429,12 +438,23 @@ class SessionService:
         directory named in `remaining` and in a note. A hook that succeeded has removed the
         directory (it checks), so the cleanup step does not run again.
         """
+        return self._sweep(release, namespace, self.helm.release(release, namespace), verify=verify, keep_lock=keep_lock)
+
+    def _sweep(
+        self,
+        release: str,
+        namespace: str,
+        info: helm_mod.HelmReleaseInfo | None,
+        *,
+        verify: bool = True,
+        keep_lock: bool = False,
+    ) -> SweepResult:
+        """`sweep_release` for a release whose `helm status` (`info`) was just read."""
         ns = namespace
         notes: list[str] = []
         used_fallback = False
         cleanup_completed: bool | None = None
         directory: str | None = None
-        info = self.helm.release(release, ns)
         if info is not None:
             values: dict[str, Any] | None = None
             try:

@@ -59,6 +59,7 @@ class FakeHelm:
         self.path.chmod(0o755)
 
     def helm(self, **kwargs: Any) -> Helm:
+        kwargs.setdefault("cache_dir", self.dir / "cache")  # never the user's own cache
         return Helm(executable=str(self.path), **kwargs)
 
     def calls(self) -> list[str]:
@@ -406,3 +407,93 @@ def test_unreadable_output_is_a_helm_error(fake: Callable[[str], FakeHelm], oper
     f = fake("cat > /dev/null\nprintf 'not: [json\\n'\n")
     with pytest.raises(HelmError, match="unreadable output"):
         OPERATIONS[operation](f.helm())
+
+
+# -- what one install costs: no OpenAPI probe, a persistent private cache ---------------------------
+ENV_ECHO = """
+cat > /dev/null
+printf '%s\\n' "$@" > "$D/argv.txt"
+printf '%s\\n' "HELM_CACHE_HOME=$HELM_CACHE_HOME" "KUBECACHEDIR=$KUBECACHEDIR" > "$D/env.txt"
+cat "$D/release.json"
+"""
+
+
+def env_echoing(fake: Callable[[str], FakeHelm]) -> FakeHelm:
+    f = fake(ENV_ECHO)
+    (f.dir / "release.json").write_text(RELEASE_JSON)
+    return f
+
+
+@pytest.fixture
+def cache_fake(fake: Callable[[str], FakeHelm], monkeypatch: pytest.MonkeyPatch) -> FakeHelm:
+    """An environment-echoing helm, run from an environment that sets no helm cache itself."""
+    monkeypatch.delenv("HELM_CACHE_HOME", raising=False)
+    monkeypatch.delenv("KUBECACHEDIR", raising=False)
+    return env_echoing(fake)
+
+
+def helm_env(f: FakeHelm) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in (f.dir / "env.txt").read_text().splitlines())
+
+
+@pytest.mark.parametrize("openapi_validation", [False, True])
+def test_install_skips_helms_openapi_probe_unless_asked(
+    fake: Callable[[str], FakeHelm], openapi_validation: bool
+) -> None:
+    f = env_echoing(fake)
+    f.helm(openapi_validation=openapi_validation).install("dask-1", "ns", {"job": {"pandaId": "1"}})
+    argv = (f.dir / "argv.txt").read_text().splitlines()
+    assert argv[:2] == ["install", "dask-1"]
+    assert ("--disable-openapi-validation" in argv) is not openapi_validation
+    # the chart's own values schema is still checked by helm: no flag turns it off
+    assert "--skip-schema-validation" not in argv
+
+
+def test_other_commands_never_get_the_install_flag(fake: Callable[[str], FakeHelm]) -> None:
+    f = fake("printf '%s\\n' \"$@\" >> \"$D/argv.txt\"\nprintf '[]'\n")
+    f.helm().list_releases("ns")
+    assert "--disable-openapi-validation" not in (f.dir / "argv.txt").read_text().splitlines()
+
+
+def test_helm_runs_with_a_private_persistent_cache(cache_fake: FakeHelm) -> None:
+    f = cache_fake
+    cache = f.dir / "cache"
+    cache.mkdir(mode=0o755)
+    cache.chmod(0o755)  # an earlier, looser directory is tightened
+    helm = f.helm(cache_dir=cache)
+    helm.install("dask-1", "ns", {})
+    assert helm_env(f) == {"HELM_CACHE_HOME": str(cache / "helm"), "KUBECACHEDIR": str(cache / "kube")}
+    assert cache.stat().st_mode & 0o777 == 0o700
+    helm.install("dask-1", "ns", {})  # the same directory for every helm process of this client
+    assert helm_env(f)["KUBECACHEDIR"] == str(cache / "kube")
+
+
+def test_an_operators_cache_setting_wins(cache_fake: FakeHelm, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = cache_fake
+    helm = f.helm()
+    helm.install("dask-1", "ns", {})
+    assert helm_env(f)["KUBECACHEDIR"] == str(f.dir / "cache" / "kube")
+    monkeypatch.setenv("KUBECACHEDIR", "/somewhere/kube")  # the environment is read at every run
+    helm.install("dask-1", "ns", {})
+    assert helm_env(f) == {
+        "HELM_CACHE_HOME": str(f.dir / "cache" / "helm"),
+        "KUBECACHEDIR": "/somewhere/kube",
+    }
+
+
+def test_a_cache_that_is_a_link_is_not_used(cache_fake: FakeHelm) -> None:
+    f = cache_fake
+    target = f.dir / "elsewhere"
+    target.mkdir(mode=0o700)
+    (f.dir / "link").symlink_to(target)
+    assert helm_mod.prepare_cache_dir(f.dir / "link") is None
+    f.helm(cache_dir=f.dir / "link").install("dask-1", "ns", {})
+    assert helm_env(f) == {"HELM_CACHE_HOME": "", "KUBECACHEDIR": ""}  # helm's own defaults
+
+
+def test_the_default_cache_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert helm_mod.default_cache_dir() == tmp_path / "xdg" / "dask-panda-session" / "helm"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert helm_mod.default_cache_dir() == tmp_path / "home" / ".cache" / "dask-panda-session" / "helm"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,6 +182,16 @@ def test_kill_is_idempotent_and_cheap_when_gone() -> None:
     second = svc.kill("dask-77")
     assert first.release_existed is False and second.release_existed is False
     assert [c[0] for c in helm.calls] == ["status", "status"]
+
+
+def test_kill_of_a_live_release_reads_its_status_once() -> None:
+    svc, helm, _kube = make()
+    release = svc.submit(EXAMPLE).release
+    helm.calls.clear()
+    result = svc.kill(release)
+    assert result.release_existed is True and result.clean
+    assert [c[0] for c in helm.calls] == ["status", "uninstall"]  # one helm status, not two
+    assert svc.helm.release(release, "ns") is None
 
 
 def test_gc_finds_orphans_but_spares_young_ones() -> None:
@@ -424,3 +435,14 @@ def test_an_unreachable_api_for_the_service_list_fails_observe() -> None:
     kube.list_services = down  # type: ignore[method-assign]
     with pytest.raises(KubeUnavailable):
         svc.observe()
+
+
+def test_the_helm_cache_and_openapi_settings_reach_helm(tmp_path: Path) -> None:
+    from orchestrator.helm import Helm
+
+    default = SessionService(Settings(), kube=FakeKube())
+    assert isinstance(default.helm, Helm)
+    assert (default.helm.cache_dir, default.helm.openapi_validation) == (None, False)
+    chosen = SessionService(Settings(helm_cache_dir=tmp_path, helm_openapi_validation=True), kube=FakeKube())
+    assert isinstance(chosen.helm, Helm)
+    assert (chosen.helm.cache_dir, chosen.helm.openapi_validation) == (tmp_path, True)
